@@ -1,0 +1,171 @@
+"""Threadline settings: one file, driven by environment variables (see README, "Configuration")."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_int, env_list, env_str, local_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything Threadline writes at run time (SQLite, uploaded files, generated secrets) lives here.
+DATA_DIR = Path(env_str("THREADLINE_DATA_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY") or local_secret(DATA_DIR / "secret_key")
+
+HOST = env_str("HOST", "127.0.0.1")
+PORT = env_int("PORT", 8000)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", HOST])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "engine",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'threadline.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers (polling clients) proceed while a run writes; IMMEDIATE avoids
+        # "database is locked" when two writers upgrade read transactions at once.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Security. Cookies and HSTS need TLS: set THREADLINE_HTTPS=1 when served behind HTTPS.
+HTTPS = env_bool("THREADLINE_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# Engine clients (SDKs) and health checks must not be bounced to HTTPS by the same process.
+SECURE_REDIRECT_EXEMPT = [r"^v1/"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Engine (the embedded Assistants API v2) --------------------------------------------------
+# Bearer keys accepted for the default project, besides the hashed keys admins create.
+THREADLINE_API_KEYS = env_list("THREADLINE_API_KEYS")
+RUN_EXPIRES_SECONDS = env_int("THREADLINE_RUN_EXPIRES_SECONDS", 600)
+# A run whose worker has not reported for this long is taken as lost (crash, restart).
+RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)
+MAX_UPLOAD_BYTES = env_int("THREADLINE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+FILES_DIR = DATA_DIR / "files"
+
+# The model API the engine calls; unset means the offline retrieval-only model.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+AZURE_OPENAI_ENDPOINT = env_str("AZURE_OPENAI_ENDPOINT")
+AZURE_OPENAI_API_KEY = env_str("AZURE_OPENAI_API_KEY")
+OPENAI_API_VERSION = env_str("OPENAI_API_VERSION", "2024-10-21")
+MODEL_TIMEOUT_SECONDS = env_int("THREADLINE_MODEL_TIMEOUT_SECONDS", 60)
+MODEL_MAX_RETRIES = env_int("THREADLINE_MODEL_MAX_RETRIES", 2)
+# Context window assumed for truncation_strategy "auto" when the model's is unknown.
+MODEL_CONTEXT_TOKENS = env_int("THREADLINE_MODEL_CONTEXT_TOKENS", 128_000)
+DEFAULT_MODEL = env_str("THREADLINE_DEFAULT_MODEL", "gpt-4o-mini")
+
+# --- Chat frontend ----------------------------------------------------------------------------
+_own_host = "127.0.0.1" if HOST in ("", "0.0.0.0", "::") else HOST  # noqa: S104
+ASSISTANTS_URL = env_str("THREADLINE_ASSISTANTS_URL", f"http://{_own_host}:{PORT}/v1")
+ASSISTANTS_KEY_FILE = DATA_DIR / "frontend-engine.key"
+ASSISTANTS_KEY = env_str("THREADLINE_ASSISTANTS_KEY") or (
+    ASSISTANTS_KEY_FILE.read_text().strip() if ASSISTANTS_KEY_FILE.exists() else ""
+)
+SIGNUP_ENABLED = env_bool("THREADLINE_SIGNUP", False)

@@ -1,0 +1,243 @@
+"""The one module that calls a model API: OpenAI-compatible Chat Completions, streamed.
+
+A provider turns a `ModelRequest` into a stream of `TextDelta`s ending with one `TurnEnd`
+(finish reason, tool calls, usage). Failures become a `ModelError` whose message a person can act
+on. The offline retrieval-only model (`engine.offline`) speaks the same interface.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import openai
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# Asking for this model always selects the offline model, even when a model API is configured.
+OFFLINE_MODEL = "threadline-retrieval"
+
+
+@dataclass
+class ModelRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    parallel_tool_calls: bool = True
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    response_format: Any = None
+    # What the offline model needs to answer from knowledge: the run's search scope.
+    knowledge: Any = None
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ToolCallRequest:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class TurnEnd:
+    finish_reason: str = "stop"
+    tool_calls: list[ToolCallRequest] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+ModelEvent = TextDelta | TurnEnd
+
+
+class ModelError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Provider(Protocol):
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+
+
+def model_api_configured() -> bool:
+    return bool(settings.OPENAI_API_KEY or settings.AZURE_OPENAI_ENDPOINT)
+
+
+_chat_provider: ChatCompletionsProvider | None = None
+
+
+def provider_for(model: str) -> Provider:
+    """The provider for a run's model. Called on the worker loop, which owns the HTTP client."""
+    global _chat_provider
+    if model == OFFLINE_MODEL or not model_api_configured():
+        from engine.offline import OfflineModel
+
+        return OfflineModel()
+    if _chat_provider is None:
+        _chat_provider = ChatCompletionsProvider()
+    return _chat_provider
+
+
+def make_client() -> openai.AsyncOpenAI:
+    timeout = openai.Timeout(settings.MODEL_TIMEOUT_SECONDS, connect=10.0)
+    if settings.AZURE_OPENAI_ENDPOINT:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=settings.AZURE_OPENAI_ENDPOINT,
+            api_key=settings.AZURE_OPENAI_API_KEY or settings.OPENAI_API_KEY,
+            api_version=settings.OPENAI_API_VERSION,
+            timeout=timeout,
+            max_retries=settings.MODEL_MAX_RETRIES,
+        )
+    return openai.AsyncOpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL or None,
+        timeout=timeout,
+        max_retries=settings.MODEL_MAX_RETRIES,
+    )
+
+
+def model_api_name() -> str:
+    return settings.AZURE_OPENAI_ENDPOINT or settings.OPENAI_BASE_URL or "https://api.openai.com/v1"
+
+
+class ChatCompletionsProvider:
+    """Chat Completions with streaming and tool calls: what every OpenAI-compatible server speaks.
+
+    The SDK retries refused or failed requests (429 with Retry-After, 5xx, timeouts, lost
+    connections) with backoff, `MODEL_MAX_RETRIES` times. A stream that breaks before any text
+    is retried here too; one that breaks mid-answer fails the run rather than repeat text.
+    """
+
+    def __init__(self) -> None:
+        self.client = make_client()
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        attempts = settings.MODEL_MAX_RETRIES + 1
+        for attempt in range(1, attempts + 1):
+            sent_any = False
+            try:
+                async for event in self._stream_once(request):
+                    sent_any = True
+                    yield event
+                return
+            except openai.APIStatusError as error:
+                raise status_error(error, request.model) from None
+            except openai.APITimeoutError:
+                raise ModelError(
+                    "server_error",
+                    f"The model API at {model_api_name()} did not answer within "
+                    f"{settings.MODEL_TIMEOUT_SECONDS} seconds. Check that it is running and "
+                    "not overloaded, then try again.",
+                ) from None
+            except (openai.APIConnectionError, openai.APIError) as error:
+                if not sent_any and attempt < attempts:
+                    log.warning("Model stream broke before any output; retrying: %s", error)
+                    continue
+                if sent_any:
+                    raise ModelError(
+                        "server_error",
+                        "The model API's stream broke off mid-answer; the partial answer was "
+                        "kept. Try again.",
+                    ) from None
+                raise ModelError(
+                    "server_error",
+                    f"Could not reach the model API at {model_api_name()}: {error}. Check "
+                    "OPENAI_BASE_URL and that the server is running.",
+                ) from None
+
+    async def _stream_once(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        options: dict[str, Any] = {}
+        if request.tools:
+            options["tools"] = request.tools
+            options["parallel_tool_calls"] = request.parallel_tool_calls
+            if request.tool_choice is not None:
+                options["tool_choice"] = request.tool_choice
+        for name in ("temperature", "top_p", "max_tokens", "response_format"):
+            value = getattr(request, name)
+            if value is not None:
+                options[name] = value
+        stream = await self.client.chat.completions.create(
+            model=request.model,
+            messages=request.messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            **options,
+        )
+        end = TurnEnd()
+        calls: dict[int, dict[str, str]] = {}
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage:
+                    end.prompt_tokens = chunk.usage.prompt_tokens or 0
+                    end.completion_tokens = chunk.usage.completion_tokens or 0
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    for call in delta.tool_calls or ():
+                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = call.id or slot["id"]
+                        if call.function:
+                            slot["name"] += call.function.name or ""
+                            slot["arguments"] += call.function.arguments or ""
+                    if choice.finish_reason:
+                        end.finish_reason = choice.finish_reason
+        end.tool_calls = [
+            ToolCallRequest(slot["id"] or f"call_{index}", slot["name"], slot["arguments"])
+            for index, slot in sorted(calls.items())
+        ]
+        if end.tool_calls and end.finish_reason == "stop":
+            end.finish_reason = "tool_calls"
+        yield end
+
+
+def status_error(error: openai.APIStatusError, model: str) -> ModelError:
+    detail = api_error_message(error)
+    status = error.status_code
+    if status == 401:
+        return ModelError(
+            "server_error",
+            f"The model API refused the configured key (401): {detail} Check OPENAI_API_KEY "
+            "(or AZURE_OPENAI_API_KEY).",
+        )
+    if status == 404:
+        return ModelError(
+            "invalid_prompt",
+            f"The model API does not serve the model '{model}' (404): {detail} Choose a model "
+            "it serves in the assistant's settings.",
+        )
+    if status == 429:
+        return ModelError(
+            "rate_limit_exceeded",
+            f"The model API is rate-limiting requests (429) and still was after "
+            f"{settings.MODEL_MAX_RETRIES} retries: {detail} Try again in a minute.",
+        )
+    if status in (400, 413, 422):
+        return ModelError(
+            "invalid_prompt", f"The model API rejected the request ({status}): {detail}"
+        )
+    return ModelError(
+        "server_error",
+        f"The model API failed (HTTP {status}) after {settings.MODEL_MAX_RETRIES} retries: "
+        f"{detail} Try again later.",
+    )
+
+
+def api_error_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if isinstance(message, str) and message:
+            return message.rstrip(".") + "."
+    return str(error.message).rstrip(".") + "."

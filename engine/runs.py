@@ -1,0 +1,565 @@
+"""Runs: creating them, executing them on the worker, and keeping their state honest.
+
+A run's status only moves through conditional updates (`UPDATE … WHERE status IN (…)`), so a
+cancel from another request or process and the executing worker can never overwrite each other.
+The execution streams events to subscribers as they happen, but writes the growing answer to the
+database only every `FLUSH_SECONDS`, never once per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from engine import context, events, worker
+from engine.api import ApiError
+from engine.models import Assistant, Message, Run, RunStep, Thread
+from engine.providers import ModelError, ModelRequest, TextDelta, ToolCallRequest, provider_for
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+# A model that keeps calling tools without answering is stopped after this many turns.
+MAX_MODEL_TURNS = 12
+
+LOST_RUN_ERROR = {
+    "code": "server_error",
+    "message": (
+        "The run was interrupted because the server restarted or lost the worker executing it. "
+        "Start a new run to continue."
+    ),
+}
+
+
+def db(function: Any) -> Any:
+    return sync_to_async(function, thread_sensitive=True)
+
+
+# --- State kept honest ----------------------------------------------------------------------------
+
+
+def settle_lost_runs(thread: Thread | None = None) -> None:
+    """End runs nobody executes any more: lost by a dead worker, or parked past `expires_at`."""
+    now = timezone.now()
+    runs = Run.objects.all() if thread is None else Run.objects.filter(thread=thread)
+    stale = now - timedelta(seconds=settings.RUN_STALE_SECONDS)
+    lost = runs.filter(status__in=("queued", "in_progress"), heartbeat_at__lt=stale)
+    for run in lost:
+        if Run.objects.filter(pk=run.pk, status=run.status).update(
+            status="failed", failed_at=now, last_error=LOST_RUN_ERROR, required_action=None
+        ):
+            end_open_parts(run, "failed", now)
+    for run in runs.filter(status="cancelling", heartbeat_at__lt=stale):
+        if Run.objects.filter(pk=run.pk, status="cancelling").update(
+            status="cancelled", cancelled_at=now
+        ):
+            end_open_parts(run, "cancelled", now)
+    for run in runs.filter(status__in=Run.ACTIVE, expires_at__lt=now):
+        if Run.objects.filter(pk=run.pk, status=run.status).update(
+            status="expired", required_action=None
+        ):
+            end_open_parts(run, "expired", now)
+
+
+def end_open_parts(run: Run, outcome: str, now: Any) -> None:
+    """Close the steps and messages a run left open when it ended without its worker."""
+    step_fields: dict[str, Any] = {"status": outcome}
+    if outcome in ("failed", "cancelled", "expired"):
+        step_fields[
+            {"failed": "failed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[outcome]
+        ] = now
+    RunStep.objects.filter(run=run, status="in_progress").update(**step_fields)
+    reason = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
+    Message.objects.filter(run_id=run.id, status="in_progress").update(
+        status="incomplete", incomplete_at=now, incomplete_details={"reason": reason[outcome]}
+    )
+
+
+def heartbeat(run_ids: list[str]) -> list[str]:
+    """Note that this process still executes these runs; return those asked to cancel."""
+    if not run_ids:
+        return []
+    Run.objects.filter(pk__in=run_ids, status__in=Run.EXECUTING).update(heartbeat_at=timezone.now())
+    return list(
+        Run.objects.filter(pk__in=run_ids, status="cancelling").values_list("pk", flat=True)
+    )
+
+
+def active_run(thread: Thread) -> Run | None:
+    settle_lost_runs(thread)
+    return Run.objects.filter(thread=thread, status__in=Run.ACTIVE).first()
+
+
+def refuse_if_active(thread: Thread, doing: str) -> None:
+    run = active_run(thread)
+    if run is None:
+        return
+    if doing == "message":
+        message = f"Can't add messages to {thread.id} while a run {run.id} is active."
+    else:
+        message = f"Thread {thread.id} already has an active run {run.id}."
+    raise ApiError(400, message)
+
+
+# --- Creating, cancelling, continuing -------------------------------------------------------------
+
+
+def new_run(thread: Thread, assistant: Assistant, fields: dict[str, Any]) -> Run:
+    """Create a queued run from validated fields (the run's overrides over the assistant's)."""
+    instructions = fields.get("instructions")
+    if instructions is None:
+        instructions = assistant.instructions or ""
+    if fields.get("additional_instructions"):
+        instructions = f"{instructions}\n\n{fields['additional_instructions']}".strip()
+    now = timezone.now()
+    return Run.objects.create(
+        project=thread.project,
+        thread=thread,
+        assistant_id=assistant.id,
+        status="queued",
+        created_at=now,
+        heartbeat_at=now,
+        expires_at=now + timedelta(seconds=settings.RUN_EXPIRES_SECONDS),
+        model=fields.get("model") or assistant.model,
+        instructions=instructions,
+        tools=fields["tools"] if fields.get("tools") is not None else assistant.tools,
+        metadata=fields.get("metadata") or {},
+        temperature=pick(fields.get("temperature"), assistant.temperature),
+        top_p=pick(fields.get("top_p"), assistant.top_p),
+        max_prompt_tokens=fields.get("max_prompt_tokens"),
+        max_completion_tokens=fields.get("max_completion_tokens"),
+        truncation_strategy=fields.get("truncation_strategy")
+        or {"type": "auto", "last_messages": None},
+        tool_choice=pick(fields.get("tool_choice"), "auto"),
+        parallel_tool_calls=fields.get("parallel_tool_calls", True),
+        response_format=pick(fields.get("response_format"), assistant.response_format),
+    )
+
+
+def pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def launch(run: Run, *, resume: bool = False) -> None:
+    """Hand a run to the worker and return at once: the run goes on without any client."""
+    execution = RunExecution(run.id)
+    worker.start(run.id, execution.resume if resume else execution.start)
+
+
+def launch_streaming(run: Run, *, resume: bool = False) -> events.Subscription:
+    """Subscribe to the run's events, then start it, so the stream misses nothing."""
+    subscription = events.subscribe(run.id)
+    launch(run, resume=resume)
+    return subscription
+
+
+def cancel(run: Run) -> Run:
+    now = timezone.now()
+    if run.status == "requires_action":
+        if Run.objects.filter(pk=run.pk, status="requires_action").update(
+            status="cancelled", cancelled_at=now, required_action=None
+        ):
+            end_open_parts(run, "cancelled", now)
+    elif run.status in ("queued", "in_progress"):
+        Run.objects.filter(pk=run.pk, status__in=("queued", "in_progress")).update(
+            status="cancelling"
+        )
+        worker.cancel(run.id)
+    elif run.status != "cancelling":
+        raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
+    run.refresh_from_db()
+    return run
+
+
+def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
+    """Store the client's outputs in the function step and requeue the run."""
+    if run.status != "requires_action":
+        raise ApiError(
+            400,
+            f'Runs in status "{run.status}" do not accept tool outputs.',
+            param="run_id",
+        )
+    pending = {call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]}
+    given = {output["tool_call_id"]: output["output"] for output in outputs}
+    unknown = sorted(set(given) - pending)
+    if unknown:
+        raise ApiError(400, f"No tool call found with id '{unknown[0]}'.", param="tool_outputs")
+    missing = sorted(pending - set(given))
+    if missing:
+        raise ApiError(
+            400,
+            f"Expected tool outputs for call_ids {sorted(pending)}, got {sorted(given)}; "
+            f"missing {missing}.",
+            param="tool_outputs",
+        )
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run.pk, status="requires_action").update(
+            status="queued", required_action=None, heartbeat_at=timezone.now()
+        ):
+            raise ApiError(400, "The run is no longer waiting for tool outputs.", param="run_id")
+        step = RunStep.objects.filter(run=run, type="tool_calls", status="in_progress").last()
+        assert step is not None, "a run in requires_action has an open tool step"
+        for call in step.step_details["tool_calls"]:
+            if call["id"] in given:
+                call["function"]["output"] = given[call["id"]]
+        step.status = "completed"
+        step.completed_at = timezone.now()
+        step.save(update_fields=["step_details", "status", "completed_at"])
+    run.refresh_from_db()
+    return step
+
+
+# --- Execution ------------------------------------------------------------------------------------
+
+
+class RunExecution:
+    """Executes one run on the worker loop, from `queued` to a terminal or parked state."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.run: Run
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+    def emit(self, event: str, data: Any) -> None:
+        events.publish(self.run_id, event, data)
+
+    def emit_run(self, event: str) -> None:
+        self.emit(event, self.run.to_api())
+
+    async def start(self) -> None:
+        self.run = await db(Run.objects.get)(pk=self.run_id)
+        self.emit_run("thread.run.created")
+        self.emit_run("thread.run.queued")
+        await self.execute()
+
+    async def resume(self) -> None:
+        self.run = await db(Run.objects.get)(pk=self.run_id)
+        self.usage = dict(self.run.usage or self.usage)
+        step = await db(lambda: RunStep.objects.filter(run_id=self.run_id).last())()
+        if step is not None:
+            self.emit("thread.run.step.completed", step.to_api())
+        self.emit_run("thread.run.queued")
+        await self.execute()
+
+    async def execute(self) -> None:
+        try:
+            if not await self.move("in_progress", ("queued",), started_at=timezone.now()):
+                await self.settle_interrupted()
+                return
+            self.emit_run("thread.run.in_progress")
+            await self.drive()
+        except asyncio.CancelledError:
+            await self.settle_interrupted()
+        except ModelError as error:
+            await self.fail(error.code, error.message)
+        except Exception:
+            log.exception("Run %s failed unexpectedly", self.run_id)
+            await self.fail(
+                "server_error", "The engine hit an internal error while running this request."
+            )
+        finally:
+            self.emit(events.DONE, "[DONE]")
+
+    async def move(self, status: str, allowed: tuple[str, ...], **fields: Any) -> bool:
+        """Persist a transition if the run is still in an allowed state (no cancel raced it)."""
+        updated = await db(Run.objects.filter(pk=self.run_id, status__in=allowed).update)(
+            status=status, **fields
+        )
+        if updated:
+            self.run.status = status
+            for name, value in fields.items():
+                setattr(self.run, name, value)
+        return bool(updated)
+
+    async def drive(self) -> None:
+        for _ in range(MAX_MODEL_TURNS):
+            outcome = await self.model_turn()
+            if outcome != "continue":
+                return
+        await self.fail(
+            "server_error",
+            f"The model called tools {MAX_MODEL_TURNS} times without answering; stopped.",
+        )
+
+    async def model_turn(self) -> str:
+        prompt = await db(context.build_prompt)(self.run)
+        if not prompt.fits and self.run.max_prompt_tokens:
+            await self.end_incomplete("max_prompt_tokens")
+            return "incomplete"
+        request = ModelRequest(
+            model=self.run.model,
+            messages=prompt.messages,
+            tools=context.chat_tools(self.run),
+            tool_choice=context.chat_tool_choice(self.run),
+            parallel_tool_calls=self.run.parallel_tool_calls,
+            temperature=self.run.temperature,
+            top_p=self.run.top_p,
+            max_tokens=self.remaining_completion_tokens(),
+            response_format=context.chat_response_format(self.run),
+        )
+        answer = AnswerWriter(self)
+        end = None
+        try:
+            async for event in provider_for(self.run.model).stream(request):
+                if isinstance(event, TextDelta):
+                    await answer.write(event.text)
+                else:
+                    end = event
+        except BaseException:
+            # Keep the partial answer; whoever ends the run marks the message and step.
+            if answer.message is not None:
+                await db(answer.flush)()
+            raise
+        assert end is not None, "a provider ends every turn with a TurnEnd"
+        self.add_usage(end.prompt_tokens or prompt.tokens, end.completion_tokens, answer.step)
+        truncated = end.finish_reason == "length"
+        await answer.close("incomplete" if truncated else "completed")
+        if truncated:
+            await self.end_incomplete("max_completion_tokens")
+            return "incomplete"
+        if self.over_budget():
+            return "incomplete"
+        if end.tool_calls:
+            return await self.call_tools(end.tool_calls)
+        await self.complete()
+        return "completed"
+
+    def remaining_completion_tokens(self) -> int | None:
+        if not self.run.max_completion_tokens:
+            return None
+        return max(self.run.max_completion_tokens - self.usage["completion_tokens"], 1)
+
+    def add_usage(self, prompt: int, completion: int, step: RunStep | None) -> None:
+        self.usage["prompt_tokens"] += prompt
+        self.usage["completion_tokens"] += completion
+        self.usage["total_tokens"] = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+        self.run.usage = dict(self.usage)
+        if step is not None:
+            step.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+
+    def over_budget(self) -> bool:
+        return bool(
+            self.run.max_prompt_tokens and self.usage["prompt_tokens"] > self.run.max_prompt_tokens
+        )
+
+    async def call_tools(self, calls: list[ToolCallRequest]) -> str:
+        step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
+        details = [tool_call_details(call) for call in calls]
+        step.step_details = {"type": "tool_calls", "tool_calls": details}
+        self.emit(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {
+                    "step_details": {
+                        "type": "tool_calls",
+                        "tool_calls": [{"index": i, **call} for i, call in enumerate(details)],
+                    }
+                },
+            },
+        )
+        functions = [call for call in details if call["type"] == "function"]
+        if functions:
+            await db(step.save)(update_fields=["step_details"])
+            required = {
+                "type": "submit_tool_outputs",
+                "submit_tool_outputs": {"tool_calls": [without_output(c) for c in functions]},
+            }
+            if await self.move(
+                "requires_action",
+                ("in_progress",),
+                required_action=required,
+                usage=dict(self.usage),
+            ):
+                self.emit_run("thread.run.requires_action")
+            else:
+                await self.settle_interrupted()
+            return "requires_action"
+        for call in details:
+            call["output"] = None
+        step.status = "completed"
+        step.completed_at = timezone.now()
+        await db(step.save)()
+        self.emit("thread.run.step.completed", step.to_api())
+        return "continue"
+
+    def new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
+        step = RunStep.objects.create(
+            project_id=self.run.project_id,
+            run_id=self.run_id,
+            thread_id=self.run.thread_id,
+            assistant_id=self.run.assistant_id,
+            type=kind,
+            status="in_progress",
+            step_details=details,
+        )
+        self.emit("thread.run.step.created", step.to_api())
+        self.emit("thread.run.step.in_progress", step.to_api())
+        return step
+
+    async def complete(self) -> None:
+        if await self.move(
+            "completed", ("in_progress",), completed_at=timezone.now(), usage=self.usage
+        ):
+            self.emit_run("thread.run.completed")
+        else:
+            await self.settle_interrupted()
+
+    async def end_incomplete(self, reason: str) -> None:
+        if await self.move(
+            "incomplete", ("in_progress",), incomplete_details={"reason": reason}, usage=self.usage
+        ):
+            self.emit_run("thread.run.incomplete")
+        else:
+            await self.settle_interrupted()
+
+    async def fail(self, code: str, message: str) -> None:
+        now = timezone.now()
+        if await self.move(
+            "failed",
+            ("queued", "in_progress"),
+            failed_at=now,
+            last_error={"code": code, "message": message},
+            usage=self.usage,
+        ):
+            await db(end_open_parts)(self.run, "failed", now)
+            self.emit_run("thread.run.failed")
+        else:
+            await self.settle_interrupted()
+
+    async def settle_interrupted(self) -> None:
+        """The run was cancelled (here or from elsewhere) while this worker held it."""
+        now = timezone.now()
+        await db(
+            Run.objects.filter(
+                pk=self.run_id, status__in=("queued", "in_progress", "cancelling")
+            ).update
+        )(status="cancelled", cancelled_at=now, usage=self.usage)
+        self.run = await db(Run.objects.get)(pk=self.run_id)
+        await db(end_open_parts)(self.run, "cancelled", now)
+        if self.run.status == "cancelled":
+            self.emit_run("thread.run.cancelled")
+
+
+def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
+    if call.name == "file_search":
+        try:
+            query = json.loads(call.arguments or "{}").get("query", "")
+        except ValueError:
+            query = call.arguments
+        return {"id": call.id, "type": "file_search", "file_search": {"query": query}}
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments, "output": None},
+    }
+
+
+def without_output(call: dict[str, Any]) -> dict[str, Any]:
+    function = {k: v for k, v in call["function"].items() if k != "output"}
+    return {"id": call["id"], "type": "function", "function": function}
+
+
+class AnswerWriter:
+    """The assistant message a model turn writes: opened on the first token, flushed in batches."""
+
+    def __init__(self, execution: RunExecution) -> None:
+        self.execution = execution
+        self.message: Message | None = None
+        self.step: RunStep | None = None
+        self.parts: list[str] = []
+        self.flushed_at = 0.0
+
+    async def write(self, text: str) -> None:
+        if self.message is None:
+            await db(self.open)()
+        assert self.message is not None
+        self.parts.append(text)
+        self.execution.emit(
+            "thread.message.delta",
+            {
+                "id": self.message.id,
+                "object": "thread.message.delta",
+                "delta": {
+                    "content": [
+                        {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
+                    ]
+                },
+            },
+        )
+        if time.monotonic() - self.flushed_at > FLUSH_SECONDS:
+            await db(self.flush)()
+
+    def open(self) -> None:
+        run = self.execution.run
+        self.message = Message.objects.create(
+            project_id=run.project_id,
+            thread_id=run.thread_id,
+            role="assistant",
+            status="in_progress",
+            content=[],
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+        self.step = self.execution.new_step(
+            "message_creation",
+            {"type": "message_creation", "message_creation": {"message_id": self.message.id}},
+        )
+        self.execution.emit("thread.message.created", self.message.to_api())
+        self.execution.emit("thread.message.in_progress", self.message.to_api())
+        self.flushed_at = time.monotonic()
+
+    def content(self) -> list[dict[str, Any]]:
+        return [{"type": "text", "text": {"value": "".join(self.parts), "annotations": []}}]
+
+    def flush(self) -> None:
+        assert self.message is not None
+        Message.objects.filter(pk=self.message.pk).update(content=self.content())
+        self.flushed_at = time.monotonic()
+
+    async def close(self, status: str) -> None:
+        if self.message is None or self.step is None:
+            return
+        await db(self.save_final)(status)
+        event = "completed" if status == "completed" else "incomplete"
+        self.execution.emit(f"thread.message.{event}", self.message.to_api())
+        if self.step.status == "completed":
+            self.execution.emit("thread.run.step.completed", self.step.to_api())
+
+    def save_final(self, status: str) -> None:
+        assert self.message is not None and self.step is not None
+        now = timezone.now()
+        message, step = self.message, self.step
+        message.content = self.content()
+        message.status = status
+        if status == "completed":
+            message.completed_at = now
+        else:
+            message.incomplete_at = now
+            message.incomplete_details = {"reason": "max_tokens"}
+        # A cancel or failure settles the message afterwards; keep what it decides.
+        Message.objects.filter(pk=message.pk).filter(~Q(status="incomplete")).update(
+            content=message.content,
+            status=message.status,
+            completed_at=message.completed_at,
+            incomplete_at=message.incomplete_at,
+            incomplete_details=message.incomplete_details,
+        )
+        step.status = "completed"
+        step.completed_at = now
+        step.save(update_fields=["status", "completed_at", "usage"])

@@ -1,0 +1,62 @@
+"""The Assistants API v2 paths, verbatim from OpenAI's spec."""
+
+from django.urls import path, re_path
+
+from engine.api import api_not_found, api_view
+from engine.views import assistants, messages, runs, threads
+
+urlpatterns = [
+    path(
+        "assistants",
+        api_view(GET=assistants.list_assistants, POST=assistants.create_assistant),
+    ),
+    path(
+        "assistants/<str:assistant_id>",
+        api_view(
+            GET=assistants.retrieve_assistant,
+            POST=assistants.modify_assistant,
+            DELETE=assistants.delete_assistant,
+        ),
+    ),
+    path("threads", api_view(POST=threads.create_thread)),
+    path("threads/runs", api_view(POST=runs.create_thread_and_run)),
+    path(
+        "threads/<str:thread_id>",
+        api_view(
+            GET=threads.retrieve_thread,
+            POST=threads.modify_thread,
+            DELETE=threads.delete_thread,
+        ),
+    ),
+    path(
+        "threads/<str:thread_id>/messages",
+        api_view(GET=messages.list_messages, POST=messages.create_message),
+    ),
+    path(
+        "threads/<str:thread_id>/messages/<str:message_id>",
+        api_view(
+            GET=messages.retrieve_message,
+            POST=messages.modify_message,
+            DELETE=messages.delete_message,
+        ),
+    ),
+    path(
+        "threads/<str:thread_id>/runs",
+        api_view(GET=runs.list_runs, POST=runs.create_run),
+    ),
+    path(
+        "threads/<str:thread_id>/runs/<str:run_id>",
+        api_view(GET=runs.retrieve_run, POST=runs.modify_run),
+    ),
+    path("threads/<str:thread_id>/runs/<str:run_id>/cancel", api_view(POST=runs.cancel_run)),
+    path(
+        "threads/<str:thread_id>/runs/<str:run_id>/submit_tool_outputs",
+        api_view(POST=runs.submit_tool_outputs),
+    ),
+    path("threads/<str:thread_id>/runs/<str:run_id>/steps", api_view(GET=runs.list_steps)),
+    path(
+        "threads/<str:thread_id>/runs/<str:run_id>/steps/<str:step_id>",
+        api_view(GET=runs.retrieve_step),
+    ),
+    re_path(r"^(?P<path>.*)$", api_not_found),
+]

@@ -1,0 +1,152 @@
+"""/v1/threads/{thread_id}/runs, /v1/threads/runs and run steps"""
+
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+
+from engine import events, runs
+from engine.api import ApiError, get_owned, not_found, paginate, parse
+from engine.messages import add_message
+from engine.models import Assistant, Project, Run, RunStep, Thread
+from engine.schemas import (
+    CreateRun,
+    CreateThread,
+    CreateThreadAndRun,
+    ModifyRun,
+    SubmitToolOutputs,
+    dump,
+)
+from engine.views.threads import new_thread
+
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+def event_stream(subscription: events.Subscription) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        events.sse_stream(subscription), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def run_fields(body: CreateRun | CreateThreadAndRun) -> dict[str, Any]:
+    fields = {name: getattr(body, name) for name in body.model_fields_set}
+    for name in ("tools", "truncation_strategy"):
+        if fields.get(name) is not None:
+            value = fields[name]
+            fields[name] = [dump(v) for v in value] if isinstance(value, list) else dump(value)
+    for name in ("tool_choice", "response_format"):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            fields[name] = dump(fields[name])
+    return fields
+
+
+def start(run: Run, stream: bool | None) -> HttpResponseBase | dict[str, Any]:
+    if stream:
+        return event_stream(runs.launch_streaming(run))
+    runs.launch(run)
+    return run.to_api()
+
+
+def create_run(request: HttpRequest, project: Project, thread_id: str) -> Any:
+    thread = get_owned(Thread.objects, project, thread_id, "thread")
+    body = parse(request, CreateRun)
+    assistant = get_owned(
+        Assistant.objects, project, body.assistant_id, "assistant", "assistant_id"
+    )
+    with transaction.atomic():
+        runs.refuse_if_active(thread, "run")
+        for message in body.additional_messages or []:
+            add_message(thread, message)
+        run = runs.new_run(thread, assistant, run_fields(body))
+    return start(run, body.stream)
+
+
+def create_thread_and_run(request: HttpRequest, project: Project) -> Any:
+    body = parse(request, CreateThreadAndRun)
+    assistant = get_owned(
+        Assistant.objects, project, body.assistant_id, "assistant", "assistant_id"
+    )
+    thread_body = body.thread or CreateThread()
+    if body.tool_resources is not None and thread_body.tool_resources is None:
+        thread_body.tool_resources = body.tool_resources
+    with transaction.atomic():
+        thread = new_thread(project, thread_body)
+        run = runs.new_run(thread, assistant, run_fields(body))
+    return start(run, body.stream)
+
+
+def get_run(project: Project, thread_id: str, run_id: str) -> Run:
+    thread = get_owned(Thread.objects, project, thread_id, "thread")
+    runs.settle_lost_runs(thread)
+    run = thread.runs.filter(pk=run_id).first()
+    if run is None:
+        raise not_found("run", run_id)
+    return run
+
+
+def list_runs(request: HttpRequest, project: Project, thread_id: str) -> dict[str, Any]:
+    thread = get_owned(Thread.objects, project, thread_id, "thread")
+    runs.settle_lost_runs(thread)
+    return paginate(request, thread.runs.all(), Run.to_api)
+
+
+def retrieve_run(
+    request: HttpRequest, project: Project, thread_id: str, run_id: str
+) -> dict[str, Any]:
+    return get_run(project, thread_id, run_id).to_api()
+
+
+def modify_run(
+    request: HttpRequest, project: Project, thread_id: str, run_id: str
+) -> dict[str, Any]:
+    run = get_run(project, thread_id, run_id)
+    body = parse(request, ModifyRun)
+    if "metadata" in body.model_fields_set:
+        run.metadata = body.metadata or {}
+        run.save(update_fields=["metadata"])
+    return run.to_api()
+
+
+def cancel_run(
+    request: HttpRequest, project: Project, thread_id: str, run_id: str
+) -> dict[str, Any]:
+    return runs.cancel(get_run(project, thread_id, run_id)).to_api()
+
+
+def submit_tool_outputs(request: HttpRequest, project: Project, thread_id: str, run_id: str) -> Any:
+    run = get_run(project, thread_id, run_id)
+    body = parse(request, SubmitToolOutputs)
+    runs.record_tool_outputs(run, [dump(output) for output in body.tool_outputs])
+    if body.stream:
+        return event_stream(runs.launch_streaming(run, resume=True))
+    runs.launch(run, resume=True)
+    return run.to_api()
+
+
+def includes_search_content(request: HttpRequest) -> bool:
+    include = request.GET.getlist("include[]") + request.GET.getlist("include")
+    unknown = [value for value in include if value != SEARCH_CONTENT]
+    if unknown:
+        raise ApiError(400, f"Invalid value for 'include[]': {unknown[0]!r}.", param="include[]")
+    return bool(include)
+
+
+def list_steps(
+    request: HttpRequest, project: Project, thread_id: str, run_id: str
+) -> dict[str, Any]:
+    run = get_run(project, thread_id, run_id)
+    content = includes_search_content(request)
+    return paginate(request, RunStep.objects.filter(run=run), lambda step: step.to_api(content))
+
+
+def retrieve_step(
+    request: HttpRequest, project: Project, thread_id: str, run_id: str, step_id: str
+) -> dict[str, Any]:
+    run = get_run(project, thread_id, run_id)
+    step = RunStep.objects.filter(run=run, pk=step_id).first()
+    if step is None:
+        raise not_found("run step", step_id)
+    return step.to_api(includes_search_content(request))

@@ -1,0 +1,69 @@
+"""Shared fixtures: the scripted model server and live Threadline servers.
+
+The engine is always exercised over real HTTP through the official SDK. Two servers run for the
+whole session: one with no model API (the offline model) and one whose model API is the scripted
+fake. Tests that kill or reconfigure a server start their own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from tests.fake_model import FakeModelServer
+from tests.servers import ENGINE_KEY, ThreadlineServer
+
+# The SDK marks the whole Assistants API deprecated; it is the API this project serves.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="openai")
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[FakeModelServer]:
+    server = FakeModelServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def offline_engine() -> Iterator[ThreadlineServer]:
+    """The engine with no model API configured: the offline retrieval-only model answers."""
+    server = ThreadlineServer().start()
+    yield server
+    server.stop()
+
+
+def model_env(model_server: FakeModelServer) -> dict[str, str]:
+    return {
+        "OPENAI_API_KEY": model_server.api_key,
+        "OPENAI_BASE_URL": model_server.base_url,
+        "THREADLINE_MODEL_MAX_RETRIES": "2",
+        "THREADLINE_MODEL_TIMEOUT_SECONDS": "3",
+    }
+
+
+@pytest.fixture(scope="session")
+def model_engine(model_server: FakeModelServer) -> Iterator[ThreadlineServer]:
+    """The engine calling the scripted model server as its model API."""
+    server = ThreadlineServer(env=model_env(model_server)).start()
+    yield server
+    server.stop()
+
+
+def sdk(server: ThreadlineServer, key: str = ENGINE_KEY) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=server.api_url, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def client(model_engine: ThreadlineServer) -> Iterator[openai.OpenAI]:
+    with sdk(model_engine) as client:
+        yield client
+
+
+@pytest.fixture
+def offline_client(offline_engine: ThreadlineServer) -> Iterator[openai.OpenAI]:
+    with sdk(offline_engine) as client:
+        yield client

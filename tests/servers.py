@@ -1,0 +1,115 @@
+"""Real Threadline servers for tests and benchmarks: daphne subprocesses on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_KEY = "sk-test-engine-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+
+
+class ThreadlineServer:
+    """A daphne process serving the whole product, with its own data directory and database."""
+
+    def __init__(self, env: dict[str, str] | None = None, data_dir: Path | None = None) -> None:
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="threadline-test-"))
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "THREADLINE_DATA_DIR": str(self.data_dir),
+            "THREADLINE_API_KEYS": ENGINE_KEY,
+            "THREADLINE_ASSISTANTS_KEY": ENGINE_KEY,
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-for-django-checks-0123456789",
+            "DEBUG": "0",
+            "PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONWARNINGS": "ignore",
+            **(env or {}),
+        }
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DATABASE_URL"):
+            if env is None or name not in env:
+                self.env.pop(name, None)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+        )
+
+    def start(self) -> ThreadlineServer:
+        if not (self.data_dir / "threadline.sqlite3").exists() and "DATABASE_URL" not in self.env:
+            self.migrate()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "config.asgi:application",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process)
+        return self
+
+    def kill(self) -> None:
+        """Die at once, as in a crash: no cleanup runs."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
