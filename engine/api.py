@@ -220,16 +220,24 @@ def get_owned(
 
 
 class ListParams(pydantic.BaseModel):
-    limit: int = pydantic.Field(20, ge=1, le=100)
+    limit: int = pydantic.Field(20, ge=1)
     order: str = pydantic.Field("desc", pattern="^(asc|desc)$")
     after: str | None = None
     before: str | None = None
 
 
-def list_params(request: HttpRequest) -> ListParams:
+def list_params(request: HttpRequest, max_limit: int) -> ListParams:
     keys = ("limit", "order", "after", "before")
     data = {k: request.GET[k] for k in keys if request.GET.get(k)}
-    return validate(data, ListParams)
+    params = validate(data, ListParams)
+    if params.limit > max_limit:
+        raise ApiError(
+            400,
+            f"Invalid value for 'limit': must be between 1 and {max_limit}.",
+            param="limit",
+            code="invalid_value",
+        )
+    return params
 
 
 def paginate(
@@ -237,9 +245,10 @@ def paginate(
     queryset: models.QuerySet[Any],
     serialise: Callable[[Any], dict[str, Any]],
     cursor_field: str = "id",
+    max_limit: int = 100,
 ) -> dict[str, Any]:
     """OpenAI's cursor pagination over `created_at`, ties broken by the cursor field."""
-    params = list_params(request)
+    params = list_params(request, max_limit)
     ascending = params.order == "asc"
     keys = ("created_at", cursor_field) if ascending else ("-created_at", "-" + cursor_field)
     queryset = queryset.order_by(*keys)

@@ -7,12 +7,18 @@ it reads a byte of the file, and the parent kills it after a wall-clock timeout.
 bomb, a looping page tree or a parser bug therefore ends in an ``ExtractionError`` instead of
 hanging the server or eating its memory.
 
-Why a fresh ``subprocess`` rather than ``multiprocessing``: the caller is a long-running, threaded
-(async) server, where ``fork`` is unsafe and ``preexec_fn`` is documented as unsafe; ``subprocess``
-spawns via fork+exec in C, and the child applies its limits to itself. Running the file by path
-with ``-P`` keeps the child independent of the Django project (no package ``__init__``, no
-settings, no project directory on ``sys.path`` to shadow the standard library). Call it from a
-worker thread (``asyncio.to_thread``) in async code: it blocks until the child exits.
+Why ``subprocess`` rather than ``multiprocessing``: the caller is a long-running, threaded (async)
+server, where ``fork`` is unsafe and ``preexec_fn`` is documented as unsafe; ``subprocess`` spawns
+via fork+exec in C, and the child applies its limits to itself. Running the file by path with
+``-P`` keeps the child independent of the Django project (no package ``__init__``, no settings,
+no project directory on ``sys.path`` to shadow the standard library). Call it from a worker
+thread (``asyncio.to_thread``) in async code: it blocks until the child exits.
+
+Starting Python and importing pypdf takes longer than reading most PDFs, so the bounded child is
+normally not a fresh interpreter but a fork of a "zygote": a pre-started, single-threaded helper
+(same script, ``--zygote``) that has pypdf loaded and forks one grandchild per file. Limits,
+timeout, results and errors are the same either way; when no zygote is free or one fails, the
+call falls back to a fresh child. See "Zygotes" below.
 
 Page cap policy: a PDF with more than ``max_pages`` pages is rejected with "too_large" rather
 than silently truncated, so a user never believes a half-indexed file is searchable.
@@ -23,21 +29,32 @@ standard library only (zipfile + expat), inside the same bounded child.
 
 from __future__ import annotations
 
+import atexit
 import codecs
+import contextlib
+import gc
 import json
 import logging
+import math
 import os
 import re
 import resource
+import select
 import signal
+import struct
 import subprocess
 import sys
+import threading
+import time
+import traceback
 import warnings
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
@@ -154,33 +171,53 @@ def extract_pages(
     Raises ExtractionError (see ErrorCode) for anything that yields no usable text.
     PDF pages without text are kept (as empty pages) so page numbers stay true.
     ``memory_mb`` caps the child's whole address space, of which the interpreter and pypdf
-    take about 45 MB before the file is opened.
+    take about 50 MB before the file is opened.
     """
     kind = sniff_kind(path, filename)
-    command = [
-        sys.executable,
-        "-P",  # don't put engine/ on sys.path: a file there must not shadow the stdlib
-        _CHILD_SCRIPT,
-        "--child",
-        os.fspath(path),
+    args = [
+        os.path.abspath(path),  # the zygote's working directory is the server's at its start
         kind,
         str(max_pages),
         str(memory_mb),
         # The CPU limit backs up the wall clock; it only fires first if the clock is stuck.
         str(int(timeout) + 1),
     ]
+    outcome = _ZYGOTES.run(args, timeout)
+    if outcome is None:  # no zygote to spare, or it failed: pay for a fresh interpreter
+        outcome = _run_one_shot(args, timeout)
+    if outcome.returncode == 0:
+        result = json.loads(outcome.stdout)
+        if "error" in result:
+            raise ExtractionError(*result["error"])
+        return [Page(number, text) for number, text in result["pages"]]
+    raise _crash_error(outcome, timeout, memory_mb)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How one bounded child ended: its exit code (None if killed at the wall-clock timeout,
+    negative for a signal, as in ``subprocess``) and everything it wrote."""
+
+    returncode: int | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+def _run_one_shot(args: list[str], timeout: float) -> _Outcome:
+    command = [
+        sys.executable,
+        "-P",  # don't put engine/ on sys.path: a file there must not shadow the stdlib
+        _CHILD_SCRIPT,
+        "--child",
+        *args,
+    ]
     try:
         done = subprocess.run(
             command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:  # run() has already killed and reaped the child
-        raise _timeout_error(timeout) from None
-    if done.returncode == 0:
-        result = json.loads(done.stdout)
-        if "error" in result:
-            raise ExtractionError(*result["error"])
-        return [Page(number, text) for number, text in result["pages"]]
-    raise _crash_error(done, timeout, memory_mb)
+        return _Outcome(None)
+    return _Outcome(done.returncode, done.stdout, done.stderr)
 
 
 def _timeout_error(timeout: float) -> ExtractionError:
@@ -199,27 +236,241 @@ def _memory_error(memory_mb: int) -> ExtractionError:
     )
 
 
-def _crash_error(
-    done: subprocess.CompletedProcess[bytes], timeout: float, memory_mb: int
-) -> ExtractionError:
-    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+def _crash_error(outcome: _Outcome, timeout: float, memory_mb: int) -> ExtractionError:
+    if outcome.returncode in (None, -signal.SIGXCPU, -signal.SIGKILL):
         return _timeout_error(timeout)
-    if b"MemoryError" in done.stderr:  # died before it could report (e.g. importing pypdf)
+    if b"MemoryError" in outcome.stderr:  # died before it could report (e.g. importing pypdf)
         return _memory_error(memory_mb)
     logger.warning(
         "extraction child exited with %s: %s",
-        done.returncode,
-        done.stderr[-2000:].decode(errors="replace"),
+        outcome.returncode,
+        outcome.stderr[-2000:].decode(errors="replace"),
     )
     return ExtractionError(
         "corrupt", "This file could not be read; it may be damaged. Try re-saving it."
     )
 
 
+# --- Zygotes: pre-started children that fork one bounded grandchild per file -----------------
+#
+# Starting Python and importing pypdf costs ~115 ms, more than reading a typical small PDF. A
+# zygote pays it once: it is started like the one-shot child (``python -P extract.py
+# --zygote``, by path, without Django), imports pypdf, then waits on its stdin. It never starts
+# a thread, so unlike the server it may fork: per request it forks a grandchild that lowers its
+# limits and extracts exactly as the one-shot child does, relays the grandchild's stdout and
+# stderr, kills it at the wall-clock timeout, and reports how it ended. The server keeps up to
+# _ZYGOTE_POOL_SIZE of them (one per concurrent caller, started lazily); a caller that finds
+# none free, or whose zygote fails, uses a one-shot child, so results and errors never depend
+# on the zygote. A zygote exits on EOF on its stdin, which the kernel delivers whenever the
+# server process ends, however it ends; the grandchild dies with its zygote (PR_SET_PDEATHSIG).
+#
+# Wire format, zygote to server: frames of a one-byte tag, a 4-byte big-endian length and the
+# payload. "r" ready; "o"/"e" a piece of the grandchild's stdout/stderr; "x" it exited (payload:
+# the exit code, negative for a signal); "t" it was killed at the timeout; "!" the zygote
+# cannot serve (payload: why). Server to zygote: one JSON line per request.
+
+_ZYGOTE_POOL_SIZE = 2  # the ingestion pool's concurrency; more callers use one-shot children
+_ZYGOTE_START_TIMEOUT = 10.0  # seconds to import pypdf before we give up on zygotes
+_ZYGOTE_RETRY_AFTER = 60.0  # after a zygote fails to start, use one-shot children this long
+_ZYGOTE_GRACE = 5.0  # beyond the timeout, for a zygote to report; only a stuck one misses it
+_FRAME = struct.Struct("!cI")
+_READ_SIZE = 1 << 16
+
+
+class _ZygoteFailed(Exception):
+    """The zygote died, broke the protocol or cannot fork: read the file some other way."""
+
+
+class _ZygoteStuck(Exception):
+    """The zygote did not report within the timeout plus grace."""
+
+
+class _Zygote:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", _CHILD_SCRIPT, "--zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # Grandchildren's stderr comes back in frames; the zygote itself has nothing to say.
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+        )
+        self._buffer = bytearray()
+        self._poller = select.poll()  # not select(): a busy server's fds can pass 1023
+        self._poller.register(self.proc.stdout.fileno(), select.POLLIN)
+        try:
+            tag, payload = self._read_frame(time.monotonic() + _ZYGOTE_START_TIMEOUT)
+            if tag != b"r":
+                raise _ZygoteFailed(payload.decode(errors="replace")[-2000:])
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, args: list[str], timeout: float) -> _Outcome:
+        request = json.dumps({"args": args, "timeout": timeout}).encode() + b"\n"
+        try:
+            _write_all(self.proc.stdin.fileno(), request)
+        except OSError as exc:  # BrokenPipeError: it died since we last looked
+            raise _ZygoteFailed(f"gone: {exc}") from None
+        deadline = time.monotonic() + timeout + _ZYGOTE_GRACE
+        stdout, stderr = bytearray(), bytearray()
+        while True:
+            tag, payload = self._read_frame(deadline)
+            if tag == b"o":
+                stdout += payload
+            elif tag == b"e":
+                stderr += payload
+            elif tag == b"x":
+                return _Outcome(int(payload), bytes(stdout), bytes(stderr))
+            elif tag == b"t":
+                return _Outcome(None)
+            else:
+                raise _ZygoteFailed(payload.decode(errors="replace")[-2000:])
+
+    def close(self, *, kill: bool = False) -> None:
+        """End the zygote and release its pipes. Without ``kill`` it gets EOF and a moment to
+        exit on its own; its grandchild, if any, dies with it either way."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        if not kill:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=1)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+    def _read_frame(self, deadline: float) -> tuple[bytes, bytes]:
+        tag, size = _FRAME.unpack(self._read_exact(_FRAME.size, deadline))
+        return tag, self._read_exact(size, deadline)
+
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        while len(self._buffer) < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
+                raise _ZygoteStuck
+            chunk = os.read(self.proc.stdout.fileno(), _READ_SIZE)
+            if not chunk:
+                raise _ZygoteFailed(f"closed its output; exit code {self.proc.poll()}")
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+class _ZygotePool:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._idle: list[_Zygote] = []
+        self._busy = 0
+        self._start_after = 0.0
+        self._pid = os.getpid()
+
+    def run(self, args: list[str], timeout: float) -> _Outcome | None:
+        """Read a file in a zygote's grandchild; None means "use a one-shot child instead"."""
+        zygote = self._acquire()
+        if zygote is None:
+            return None
+        healthy = False
+        try:
+            outcome = zygote.run(args, timeout)
+            healthy = True
+            return outcome
+        except _ZygoteStuck:
+            logger.warning("extraction zygote %s did not report in time; killed it", zygote.pid)
+            return _Outcome(None)
+        except _ZygoteFailed as exc:
+            logger.warning(
+                "extraction zygote %s failed (%s); using a one-shot child", zygote.pid, exc
+            )
+            return None
+        finally:  # also on KeyboardInterrupt mid-request: a half-read reply poisons the pipe
+            self._release(zygote, healthy)
+
+    def close(self) -> None:
+        with self._lock:
+            if os.getpid() != self._pid:
+                return
+            idle, self._idle = self._idle, []
+        for zygote in idle:
+            zygote.close()
+
+    def _acquire(self) -> _Zygote | None:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked copy of the server: those zygotes aren't ours
+                self._forget_inherited()
+            dead = []
+            zygote = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.alive():
+                    zygote = candidate
+                    break
+                dead.append(candidate)
+            start = zygote is None
+            refuse = start and (self._busy >= self.size or time.monotonic() < self._start_after)
+            if not refuse:
+                self._busy += 1
+        for candidate in dead:  # killed from outside between calls
+            logger.warning(
+                "extraction zygote %s exited with %s; starting another",
+                candidate.pid,
+                candidate.proc.returncode,
+            )
+            candidate.close()
+        if refuse or not start:
+            return zygote
+        try:
+            return _Zygote()
+        except (OSError, _ZygoteFailed, _ZygoteStuck) as exc:
+            logger.warning(
+                "could not start an extraction zygote (%s); using one-shot children for %g s",
+                exc or type(exc).__name__,
+                _ZYGOTE_RETRY_AFTER,
+            )
+            with self._lock:
+                self._busy -= 1
+                self._start_after = time.monotonic() + _ZYGOTE_RETRY_AFTER
+            return None
+
+    def _release(self, zygote: _Zygote, healthy: bool) -> None:
+        with self._lock:
+            mine = os.getpid() == self._pid
+            if mine:
+                self._busy -= 1
+                if healthy:
+                    self._idle.append(zygote)
+                    return
+        if mine:
+            zygote.close(kill=True)
+
+    def _forget_inherited(self) -> None:
+        # Keep the inherited handles referenced forever: closing or collecting them would wait
+        # for (or warn about) processes that are another process's children.
+        _INHERITED_ZYGOTES.extend(self._idle)
+        self._idle = []
+        self._busy = 0
+        self._pid = os.getpid()
+
+
+_INHERITED_ZYGOTES: list[_Zygote] = []
+_ZYGOTES = _ZygotePool(_ZYGOTE_POOL_SIZE)
+atexit.register(_ZYGOTES.close)
+
+
 # --- Everything below runs in the child process. ---------------------------------------------
 
 
-def _child_main(path: str, kind: Kind, max_pages: int, memory_mb: int, cpu_seconds: int) -> None:
+def _child_result(path: str, kind: Kind, max_pages: int, memory_mb: int, cpu_seconds: int) -> bytes:
+    """Lower this process's limits, read the file, return the JSON reply for the server."""
     # Recoverable damage (e.g. a broken xref table) is normal in the wild; pypdf repairs it and
     # says so through warnings and logging, up to once per object. Nobody reads that here, and
     # an inherited PYTHONWARNINGS=error must not turn it into a failure.
@@ -240,7 +491,7 @@ def _child_main(path: str, kind: Kind, max_pages: int, memory_mb: int, cpu_secon
     except MemoryError:
         result = {"error": ["too_large", _memory_error(memory_mb).message]}
     # ASCII-only JSON so no text can fail to encode on the way out.
-    sys.stdout.buffer.write(json.dumps(result).encode())
+    return json.dumps(result).encode()
 
 
 def _lower_soft_limit(limit: int, value: int) -> None:
@@ -448,8 +699,210 @@ def normalise_whitespace(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
+# --- Everything below runs in a zygote (see "Zygotes" above) or its grandchildren. ------------
+
+
+def _zygote_main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server; we go on its EOF
+    try:
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        _warm_up()
+        set_death_signal = _death_signal_setter()
+    except BaseException:
+        _send(b"!", traceback.format_exc().encode())
+        raise SystemExit(1) from None
+    # Everything so far lives as long as the zygote: keep the collector from scanning it in
+    # every grandchild, which would copy the shared memory pages for nothing.
+    gc.freeze()
+    _send(b"r", b"")
+    zygote_pid, server_pid = os.getpid(), os.getppid()
+    stdin = select.poll()
+    stdin.register(0, select.POLLIN)
+    pending = bytearray()
+    try:
+        while True:
+            while b"\n" not in pending:
+                if not stdin.poll(2000):
+                    if os.getppid() != server_pid:  # orphaned, yet a copy of our stdin lives on
+                        return
+                    continue
+                chunk = os.read(0, _READ_SIZE)
+                if not chunk:  # the server closed us, or exited
+                    return
+                pending += chunk
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending = bytearray(rest)
+            request = json.loads(line)
+            _serve(request["args"], request["timeout"], zygote_pid, set_death_signal)
+    except BrokenPipeError:  # the server has gone mid-reply
+        return
+
+
+def _warm_up() -> None:
+    """Read a tiny PDF once, so the imports and caches a first extraction fills are paid here
+    once, not in every grandchild."""
+    import io
+
+    from pypdf import PdfReader
+
+    content = zlib.compress(b"BT /F1 12 Tf 72 720 Td (warm) Tj ET")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    pdf = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(pdf)
+    pdf += b"xref\n0 6\n0000000000 65535 f \n"
+    pdf += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    pdf += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    for encoding in ("charmap", "utf-16-be"):  # what pypdf decodes text strings with
+        codecs.lookup(encoding)
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A function that makes the calling process get SIGKILL when its parent dies (Linux)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _serve(
+    args: list[str],
+    timeout: float,
+    zygote_pid: int,
+    set_death_signal: Callable[[], None] | None,
+) -> None:
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in (out_read, out_write, err_read, err_write):
+            os.close(fd)
+        _send(b"!", f"cannot fork: {exc}".encode())
+        return
+    if pid == 0:
+        _grandchild(args, out_write, err_write, (out_read, err_read), zygote_pid, set_death_signal)
+    os.close(out_write)
+    os.close(err_write)
+    deadline = time.monotonic() + timeout
+    streams = {out_read: b"o", err_read: b"e"}
+    status = None
+    try:
+        poller = select.poll()
+        for fd in (*streams, 0):
+            poller.register(fd, select.POLLIN)
+        while streams:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for fd, _event in poller.poll(math.ceil(remaining * 1000)):
+                if fd == 0:  # the server never writes mid-request: this is its EOF
+                    raise SystemExit(0)
+                data = os.read(fd, _READ_SIZE)
+                if data:
+                    _send(streams[fd], data)
+                else:
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del streams[fd]
+        if not streams:  # both pipes closed: the grandchild is exiting
+            status = _wait_until(pid, deadline)
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for fd in streams:
+            os.close(fd)
+    if status is None:
+        _send(b"t", b"")
+    else:
+        _send(b"x", str(os.waitstatus_to_exitcode(status)).encode())
+
+
+def _wait_until(pid: int, deadline: float) -> int | None:
+    while True:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.001)
+
+
+def _grandchild(
+    args: list[str],
+    out_write: int,
+    err_write: int,
+    spare_fds: tuple[int, ...],
+    zygote_pid: int,
+    set_death_signal: Callable[[], None] | None,
+) -> NoReturn:
+    code = 1
+    try:
+        if set_death_signal is not None:
+            set_death_signal()
+        if os.getppid() != zygote_pid:  # the zygote died before we could ask to follow it
+            os._exit(1)
+        null = os.open(os.devnull, os.O_RDONLY)
+        # Leave nothing of the zygote's: its pipes to the server are 0 and 1.
+        os.dup2(null, 0)
+        os.dup2(out_write, 1)
+        os.dup2(err_write, 2)
+        for fd in (null, out_write, err_write, *spare_fds):
+            os.close(fd)
+        path, kind, max_pages, memory_mb, cpu_seconds = args
+        reply = _child_result(path, kind, int(max_pages), int(memory_mb), int(cpu_seconds))  # type: ignore[arg-type]
+        _write_all(1, reply)
+        code = 0
+    except BaseException as exc:
+        _report_crash(exc)
+    finally:
+        os._exit(code)
+
+
+def _report_crash(exc: BaseException) -> None:
+    # What the interpreter would print for an uncaught exception, even if memory has run out.
+    try:
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.stderr.flush()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            os.write(2, b"MemoryError\n" if isinstance(exc, MemoryError) else b"crashed\n")
+
+
+def _send(tag: bytes, payload: bytes) -> None:
+    _write_all(1, _FRAME.pack(tag, len(payload)) + payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--child"] or len(sys.argv) != 7:
+    if sys.argv[1:] == ["--zygote"]:
+        _zygote_main()
+    elif sys.argv[1:2] == ["--child"] and len(sys.argv) == 7:
+        _path, _kind, _max_pages, _memory_mb, _cpu_seconds = sys.argv[2:]
+        sys.stdout.buffer.write(
+            _child_result(_path, _kind, int(_max_pages), int(_memory_mb), int(_cpu_seconds))  # type: ignore[arg-type]
+        )
+    else:
         sys.exit("internal helper of engine.extract; use extract_pages() instead")
-    _path, _kind, _max_pages, _memory_mb, _cpu_seconds = sys.argv[2:]
-    _child_main(_path, _kind, int(_max_pages), int(_memory_mb), int(_cpu_seconds))  # type: ignore[arg-type]

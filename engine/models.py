@@ -343,6 +343,8 @@ class VectorStore(ApiObject):
     ID_PREFIX = "vs_"
 
     name = models.CharField(max_length=256, null=True, blank=True)
+    # Accepted on create as the spec allows; the vector store object does not return it.
+    description = models.CharField(max_length=512, null=True, blank=True)
     metadata = models.JSONField(default=dict)
     expires_after = models.JSONField(null=True)
     expires_at = models.DateTimeField(null=True)

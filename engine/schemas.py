@@ -319,3 +319,123 @@ def dump(model: BaseModel | None) -> Any:
     if model is None:
         return None
     return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+# --- Files and vector stores ----------------------------------------------------------------------
+
+MAX_ATTRIBUTE_PAIRS = 16
+
+AttributeValue = str | bool | int | float
+
+
+def check_attributes(value: dict[str, AttributeValue] | None) -> dict[str, AttributeValue] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_ATTRIBUTE_PAIRS:
+        raise ValueError(f"attributes can have at most {MAX_ATTRIBUTE_PAIRS} pairs.")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError("attribute keys can be at most 64 characters long.")
+        if isinstance(item, str) and len(item) > 512:
+            raise ValueError("attribute string values can be at most 512 characters long.")
+    return value
+
+
+class ExpiresAfter(Body):
+    anchor: Literal["last_active_at"]
+    days: int = Field(ge=1, le=365)
+
+
+class CreateVectorStore(Body):
+    name: str | None = Field(None, max_length=256)
+    description: str | None = Field(None, max_length=512)
+    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    chunking_strategy: ChunkingStrategy | None = None
+    expires_after: ExpiresAfter | None = None
+    metadata: Metadata
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+
+class ModifyVectorStore(Body):
+    name: str | None = Field(None, max_length=256)
+    expires_after: ExpiresAfter | None = None
+    metadata: Metadata
+
+    _metadata = field_validator("metadata")(check_metadata)
+
+
+class CreateVectorStoreFile(Body):
+    file_id: str
+    chunking_strategy: ChunkingStrategy | None = None
+    attributes: dict[str, AttributeValue] | None = None
+
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class UpdateVectorStoreFile(Body):
+    attributes: dict[str, AttributeValue] | None
+
+    _attributes = field_validator("attributes")(check_attributes)
+
+
+class CreateFileBatch(Body):
+    """Either `file_ids` sharing one strategy and attributes, or `files` each with their own."""
+
+    file_ids: list[str] | None = Field(None, min_length=1, max_length=2000)
+    files: list[CreateVectorStoreFile] | None = Field(None, min_length=1, max_length=2000)
+    chunking_strategy: ChunkingStrategy | None = None
+    attributes: dict[str, AttributeValue] | None = None
+
+    _attributes = field_validator("attributes")(check_attributes)
+
+    def entries(self) -> list[CreateVectorStoreFile]:
+        """One entry per file; the caller checks that exactly one of the two lists was given."""
+        if self.files is not None:
+            return self.files
+        return [
+            CreateVectorStoreFile(
+                file_id=file_id,
+                chunking_strategy=self.chunking_strategy,
+                attributes=self.attributes,
+            )
+            for file_id in self.file_ids or []
+        ]
+
+
+class ComparisonFilter(Body):
+    type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
+    key: str
+    value: AttributeValue | list[str | int | float]
+
+
+class CompoundFilter(Body):
+    type: Literal["and", "or"]
+    filters: list[Filter] = Field(min_length=1)
+
+
+Filter = Annotated[ComparisonFilter | CompoundFilter, Field(discriminator="type")]
+CompoundFilter.model_rebuild()
+
+
+class SearchRankingOptions(Body):
+    ranker: Literal["none", "auto", "default-2024-11-15"] = "auto"
+    score_threshold: float = Field(0.0, ge=0, le=1)
+
+
+class SearchVectorStore(Body):
+    query: str | list[str]
+    rewrite_query: bool = False
+    max_num_results: int = Field(10, ge=1, le=50)
+    filters: Filter | None = None
+    ranking_options: SearchRankingOptions | None = None
+
+    @field_validator("query")
+    @classmethod
+    def not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("query must not be an empty list.")
+        return value
+
+    def queries(self) -> list[str]:
+        return [self.query] if isinstance(self.query, str) else self.query

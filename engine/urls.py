@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from engine.api import api_not_found, api_view
-from engine.views import assistants, messages, runs, threads
+from engine.views import assistants, files, messages, runs, threads, vector_stores
 
 urlpatterns = [
     path(
@@ -57,6 +57,60 @@ urlpatterns = [
     path(
         "threads/<str:thread_id>/runs/<str:run_id>/steps/<str:step_id>",
         api_view(GET=runs.retrieve_step),
+    ),
+    path("files", api_view(GET=files.list_files, POST=files.create_file)),
+    path(
+        "files/<str:file_id>",
+        api_view(GET=files.retrieve_file, DELETE=files.delete_file),
+    ),
+    path("files/<str:file_id>/content", api_view(GET=files.file_content)),
+    path(
+        "vector_stores",
+        api_view(GET=vector_stores.list_vector_stores, POST=vector_stores.create_vector_store),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>",
+        api_view(
+            GET=vector_stores.retrieve_vector_store,
+            POST=vector_stores.modify_vector_store,
+            DELETE=vector_stores.delete_vector_store,
+        ),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/search",
+        api_view(POST=vector_stores.search_vector_store),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/files",
+        api_view(GET=vector_stores.list_store_files, POST=vector_stores.create_store_file),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/files/<str:file_id>",
+        api_view(
+            GET=vector_stores.retrieve_store_file,
+            POST=vector_stores.update_store_file,
+            DELETE=vector_stores.delete_store_file,
+        ),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/files/<str:file_id>/content",
+        api_view(GET=vector_stores.store_file_content),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches",
+        api_view(POST=vector_stores.create_file_batch),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>",
+        api_view(GET=vector_stores.retrieve_file_batch),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>/cancel",
+        api_view(POST=vector_stores.cancel_file_batch),
+    ),
+    path(
+        "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>/files",
+        api_view(GET=vector_stores.list_batch_files),
     ),
     re_path(r"^(?P<path>.*)$", api_not_found),
 ]

@@ -85,12 +85,13 @@ def active_runs() -> list[str]:
 
 
 async def _tick_forever() -> None:
-    from engine import runs
+    from engine import ingest, runs
 
     interval = max(1.0, settings.RUN_STALE_SECONDS / 3)
     while True:
         try:
             await sync_to_async(runs.settle_lost_runs, thread_sensitive=True)()
+            await sync_to_async(ingest.resume_stale, thread_sensitive=True)()
             cancelled = await sync_to_async(runs.heartbeat, thread_sensitive=True)(active_runs())
             for run_id in cancelled:
                 task = _tasks.get(run_id)

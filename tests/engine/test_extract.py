@@ -2,8 +2,13 @@
 bounded. No Django needed."""
 
 import json
+import logging
 import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -13,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import extract
 from engine.extract import (
     SCANNED_PDF_MESSAGE,
     ExtractionError,
@@ -360,3 +366,239 @@ def test_slow_pdf_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert error.code == "timeout"
     assert "1 s" in error.message
     assert time.monotonic() - started < 3
+
+
+# --- Zygotes: the pre-started children that fork one bounded grandchild per file ---------------
+
+
+@pytest.fixture
+def zygotes(monkeypatch: pytest.MonkeyPatch):
+    """A private, empty zygote pool, closed after the test."""
+    pool = extract._ZygotePool(2)
+    monkeypatch.setattr(extract, "_ZYGOTES", pool)
+    yield pool
+    pool.close()
+
+
+def idle_pids(pool: extract._ZygotePool) -> list[int]:
+    return [zygote.pid for zygote in pool._idle]
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # exited while we looked
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def is_gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def wait_for(condition, seconds: float = 10):
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+    return result
+
+
+class InThread:
+    """Run extract_pages in a thread; .result() returns its pages or raises its error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._outcome: list = []
+        self._thread = threading.Thread(target=self._run, args=args, kwargs=kwargs)
+        self._thread.start()
+
+    def _run(self, *args, **kwargs) -> None:
+        try:
+            self._outcome.append(extract_pages(*args, **kwargs))
+        except BaseException as exc:
+            self._outcome.append(exc)
+
+    def result(self):
+        self._thread.join(timeout=60)
+        (outcome,) = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def slow_pdf(tmp_path: Path) -> Path:
+    path = tmp_path / "slow.pdf"
+    page = zlib.compress(b"BT /F1 12 Tf " + b"(x) Tj " * 10_000 + b"ET")
+    write_pdf(path, [page] * 300, flate_encoded=True)
+    return path
+
+
+def test_one_zygote_serves_sequential_calls(zygotes: extract._ZygotePool) -> None:
+    for name, page_count in TEXT_PDF_PAGES.items():
+        assert len(extract_pages(CORPUS / "pdf" / name, name)) == page_count
+    assert len(idle_pids(zygotes)) == 1
+
+
+def test_zygote_killed_between_calls_is_replaced(
+    zygotes: extract._ZygotePool, caplog: pytest.LogCaptureFixture
+) -> None:
+    crazyones = CORPUS / "pdf" / "crazyones.pdf"
+    extract_pages(crazyones, "crazyones.pdf")
+    (first,) = idle_pids(zygotes)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: is_gone(first))
+    assert "round pegs" in folded(extract_pages(crazyones, "crazyones.pdf")[0].text)
+    (second,) = idle_pids(zygotes)
+    assert second != first
+    assert "starting another" in caplog.text
+
+
+def test_zygote_killed_mid_request_falls_back_and_takes_its_grandchild(
+    zygotes: extract._ZygotePool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "long.pdf"
+    make_text_pdf(path, pages=150, lines_per_page=20)
+    extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
+    (zygote,) = idle_pids(zygotes)
+    call = InThread(path, "long.pdf")
+    (grandchild,) = wait_for(lambda: children_of(zygote))
+    os.kill(grandchild, signal.SIGSTOP)  # so that only its zygote's death can end it
+    os.kill(zygote, signal.SIGKILL)
+    pages = call.result()  # read again in a one-shot child: same answer
+    assert len(pages) == 150
+    assert pages[-1].text.startswith("Page 150 line 1:")
+    assert "using a one-shot child" in caplog.text
+    wait_for(lambda: is_gone(grandchild))  # PR_SET_PDEATHSIG: no orphan keeps parsing
+    assert idle_pids(zygotes) == []
+    assert len(extract_pages(CORPUS / "pdf" / "example.pdf", "example.pdf")) == 1
+    assert len(idle_pids(zygotes)) == 1
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGKILL, "timeout"), (signal.SIGSEGV, "corrupt")]
+)
+def test_grandchild_killed_from_outside_is_an_error_and_the_zygote_lives_on(
+    zygotes: extract._ZygotePool, tmp_path: Path, signum: int, code: str
+) -> None:
+    path = slow_pdf(tmp_path)
+    extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
+    (zygote,) = idle_pids(zygotes)
+    call = InThread(path, "slow.pdf")
+    (grandchild,) = wait_for(lambda: children_of(zygote))
+    os.kill(grandchild, signum)
+    with pytest.raises(ExtractionError) as caught:
+        call.result()
+    assert caught.value.code == code
+    assert len(extract_pages(CORPUS / "pdf" / "example.pdf", "example.pdf")) == 1
+    assert idle_pids(zygotes) == [zygote]
+
+
+def test_memory_blow_up_leaves_the_zygote_usable(
+    zygotes: extract._ZygotePool, tmp_path: Path
+) -> None:
+    path = tmp_path / "bomb.pdf"
+    write_pdf(path, [zlib_bomb(70)], flate_encoded=True)
+    assert extraction_error(path, memory_mb=100).code == "too_large"
+    assert extraction_error(path, memory_mb=16).code == "too_large"
+    (zygote,) = idle_pids(zygotes)
+    assert len(extract_pages(CORPUS / "pdf" / "example.pdf", "example.pdf")) == 1
+    assert idle_pids(zygotes) == [zygote]
+
+
+def test_timeout_in_a_zygote_is_bounded_and_leaves_it_usable(
+    zygotes: extract._ZygotePool, tmp_path: Path
+) -> None:
+    path = slow_pdf(tmp_path)
+    for _ in range(2):
+        started = time.monotonic()
+        assert extraction_error(path, timeout=0.5).code == "timeout"
+        assert time.monotonic() - started < 2
+    (zygote,) = idle_pids(zygotes)
+    assert children_of(zygote) == []  # the grandchild was killed and reaped
+    assert len(extract_pages(CORPUS / "pdf" / "example.pdf", "example.pdf")) == 1
+
+
+def test_stuck_zygote_is_a_timeout_within_the_grace_and_is_replaced(
+    zygotes: extract._ZygotePool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(extract, "_ZYGOTE_GRACE", 0.5)
+    crazyones = CORPUS / "pdf" / "crazyones.pdf"
+    extract_pages(crazyones, "crazyones.pdf")
+    (stuck,) = idle_pids(zygotes)
+    os.kill(stuck, signal.SIGSTOP)
+    started = time.monotonic()
+    assert extraction_error(crazyones, timeout=0.5).code == "timeout"
+    assert time.monotonic() - started < 2
+    assert "did not report in time" in caplog.text
+    assert is_gone(stuck)
+    assert len(extract_pages(crazyones, "crazyones.pdf")) == 1
+    (fresh,) = idle_pids(zygotes)
+    assert fresh != stuck
+
+
+def test_concurrent_calls_get_a_zygote_each(zygotes: extract._ZygotePool) -> None:
+    names = list(TEXT_PDF_PAGES) * 3
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda name: len(extract_pages(CORPUS / "pdf" / name, name)), names))
+    assert counts == [TEXT_PDF_PAGES[name] for name in names]
+    assert 1 <= len(set(idle_pids(zygotes))) <= 2
+    assert zygotes._busy == 0
+
+
+def test_more_callers_than_zygotes_use_one_shot_children(zygotes: extract._ZygotePool) -> None:
+    names = list(TEXT_PDF_PAGES) * 2
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        counts = list(pool.map(lambda name: len(extract_pages(CORPUS / "pdf" / name, name)), names))
+    assert counts == [TEXT_PDF_PAGES[name] for name in names]
+    assert len(idle_pids(zygotes)) <= zygotes.size
+    assert zygotes._busy == 0
+
+
+def test_zygote_that_cannot_start_falls_back_and_waits_before_retrying(
+    zygotes: extract._ZygotePool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts = []
+
+    def broken_zygote() -> None:
+        attempts.append(1)
+        raise OSError("no interpreter")
+
+    monkeypatch.setattr(extract, "_Zygote", broken_zygote)
+    with caplog.at_level(logging.WARNING, logger="engine.extract"):
+        for _ in range(2):
+            pages = extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
+            assert "round pegs" in folded(pages[0].text)
+    assert len(attempts) == 1
+    assert "could not start an extraction zygote" in caplog.text
+    assert zygotes._busy == 0
+
+
+def test_zygotes_exit_with_the_server_process(tmp_path: Path) -> None:
+    # os._exit skips atexit: the zygote must notice by itself (EOF on its stdin).
+    server = (
+        "import os, sys\n"
+        "from engine import extract\n"
+        f"extract.extract_pages({str(CORPUS / 'pdf' / 'crazyones.pdf')!r}, 'c.pdf')\n"
+        "print(extract._ZYGOTES._idle[0].pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", server],
+        cwd=Path(extract.__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    zygote = int(done.stdout)
+    wait_for(lambda: is_gone(zygote), seconds=5)

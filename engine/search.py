@@ -1,0 +1,257 @@
+"""Full-text search over vector store chunks: SQLite FTS5 (bm25) or PostgreSQL full-text search.
+
+Both indexes see `index_text(text)`: scripts written without spaces (CJK, Thai, …) are cut into
+single characters, so every language is searchable with the databases' simple tokenizers, and a
+query in those scripts becomes phrases of adjacent characters. Queries are bags of words: stop
+words dropped, the rest OR-ed, longer words matched by prefix as a crude stemmer, ranked by
+bm25 (ts_rank_cd on PostgreSQL). Scores are mapped into 0..1 so `score_threshold` means the same
+on both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from engine.chunking import DENSE_SCRIPTS
+from engine.models import Chunk, File
+
+MAX_QUERY_TERMS = 32
+# How many index-wide best chunks to rank before keeping those in the searched stores.
+CANDIDATES = 200
+# Above this many chunks, terms that more than COMMON_SHARE of all chunks hold are dropped.
+PRUNE_ABOVE_CHUNKS = 20_000
+COMMON_SHARE = 0.1
+DENSE_CHAR = re.compile(f"([{DENSE_SCRIPTS}])")
+DENSE_RUN = re.compile(f"[{DENSE_SCRIPTS}]+")
+WORD = re.compile(r"\w+")
+SUFFIXES = ("ing", "es", "ed", "s")
+
+# Words too common to rank by; English and French, the corpus's languages with most text.
+STOP_WORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers him his how i if in into is it its itself just me more
+    most my no nor not now of off on once only or other our out over own same she should so some
+    such than that the their them then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your yours
+    le la les un une des du de et est en au aux pour par sur dans que qui ce ces son sa ses
+    """.split()  # noqa: SIM905 (a word list reads best as text)
+)
+
+
+def index_text(text: str) -> str:
+    return DENSE_CHAR.sub(r" \1 ", text)
+
+
+def query_terms(query: str) -> list[str]:
+    """The query as index terms: quoted words (prefix-matched when long) and character phrases."""
+    terms: list[str] = []
+    for run in DENSE_RUN.findall(query):
+        chars = list(run)
+        pairs = [f"{a} {b}" for a, b in itertools.pairwise(chars)] or chars
+        terms.extend(pairs)
+    for word in WORD.findall(DENSE_RUN.sub(" ", query).lower()):
+        if word in STOP_WORDS or (len(word) == 1 and not word.isdigit()):
+            continue
+        terms.append(word)
+    unique = list(dict.fromkeys(terms))
+    return unique[:MAX_QUERY_TERMS]
+
+
+def stem(word: str) -> str:
+    if len(word) < 5 or " " in word:
+        return word
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def fts5_query(terms: list[str]) -> str:
+    parts = []
+    for term in terms:
+        root = stem(term)
+        quoted = '"' + root.replace('"', '""') + '"'
+        parts.append(quoted + "*" if root != term or len(term) >= 6 else quoted)
+    return " OR ".join(parts)
+
+
+def tsquery(terms: list[str]) -> str:
+    parts = []
+    for term in terms:
+        words = [re.sub(r"[^\w]", "", w) for w in stem(term).split()]
+        words = [w for w in words if w]
+        if not words:
+            continue
+        if len(words) > 1:
+            parts.append("(" + " <-> ".join(words) + ")")
+        else:
+            parts.append(words[0] + (":*" if stem(term) != term or len(term) >= 6 else ""))
+    return " | ".join(parts)
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    file_id: str
+    page: int
+    text: str
+    score: float
+    filename: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def search(
+    store_ids: list[str],
+    query: str,
+    *,
+    max_results: int = 10,
+    score_threshold: float = 0.0,
+    file_ids: list[str] | None = None,
+) -> list[Hit]:
+    """The best chunks for `query` among completed files of these stores, best first."""
+    terms = query_terms(query)
+    if not store_ids or not terms or file_ids == []:
+        return []
+    if connection.vendor == "postgresql":
+        rows = _search_postgres(store_ids, terms, max_results, file_ids)
+    else:
+        rows = _search_sqlite(store_ids, terms, max_results, file_ids)
+    hits = [Hit(*row) for row in rows]
+    hits = [hit for hit in hits if hit.score >= score_threshold]
+    names = dict(
+        File.objects.filter(pk__in={h.file_id for h in hits}).values_list("pk", "filename")
+    )
+    for hit in hits:
+        hit.filename = names.get(hit.file_id, "")
+    return hits
+
+
+def _scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
+    where = "c.vector_store_id IN ({}) AND f.status = 'completed'".format(
+        ",".join(["%s"] * len(store_ids))
+    )
+    params: list[Any] = list(store_ids)
+    if file_ids is not None:
+        where += " AND c.file_id IN ({})".format(",".join(["%s"] * len(file_ids)))
+        params += file_ids
+    return where, params
+
+
+def _search_sqlite(
+    store_ids: list[str], terms: list[str], limit: int, file_ids: list[str] | None
+) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        match = fts5_query(_informative(cursor, terms))
+        # Phase one ranks the whole index (FTS5's fast path); phase two keeps the candidates in
+        # scope. Only when scope filtered out too many does the slower joined query run.
+        candidates = max(CANDIDATES, limit * 20)
+        cursor.execute(
+            "SELECT rowid, bm25(engine_chunk_fts) FROM engine_chunk_fts "
+            "WHERE engine_chunk_fts MATCH %s ORDER BY bm25(engine_chunk_fts) LIMIT %s",
+            [match, candidates],
+        )
+        ranked = cursor.fetchall()
+        if not ranked:
+            return []
+        where, params = _scope(store_ids, file_ids)
+        rank_of = dict(ranked)
+        cursor.execute(
+            f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
+            JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+            WHERE c.id IN ({",".join(["%s"] * len(rank_of))}) AND {where}""",  # noqa: S608
+            [*rank_of, *params],
+        )
+        rows = sorted(cursor.fetchall(), key=lambda row: rank_of[row[0]])[:limit]
+        if len(rows) < limit and len(ranked) == candidates:
+            return _search_sqlite_joined(cursor, match, store_ids, limit, file_ids)
+    # bm25() is negative, more negative is better; -b / (1 - b) maps it into 0..1.
+    return [(*row, -rank_of[row[0]] / (1.0 - rank_of[row[0]])) for row in rows]
+
+
+def _informative(cursor: Any, terms: list[str]) -> list[str]:
+    """Drop terms most chunks contain: they barely move bm25 yet cost the most to rank.
+
+    Only a large index needs this; in a small one every term may be frequent and matter.
+    """
+    cursor.execute("SELECT max(rowid) FROM engine_chunk")
+    size = cursor.fetchone()[0] or 0
+    if size < PRUNE_ABOVE_CHUNKS:
+        return terms
+    frequency = {}
+    for term in terms:
+        root = stem(term)
+        cursor.execute(
+            "SELECT coalesce(max(doc), 0) FROM engine_chunk_vocab WHERE term >= %s AND term < %s",
+            [root, root + "\uffff"],
+        )
+        frequency[term] = cursor.fetchone()[0]
+    kept = [term for term in terms if frequency[term] <= size * COMMON_SHARE]
+    rarest = sorted(terms, key=frequency.__getitem__)[:2]
+    return kept or rarest
+
+
+def _search_sqlite_joined(
+    cursor: Any, match: str, store_ids: list[str], limit: int, file_ids: list[str] | None
+) -> list[tuple[Any, ...]]:
+    where, params = _scope(store_ids, file_ids)
+    cursor.execute(
+        f"""SELECT c.id, c.file_id, c.page, c.text, -r.rank / (1.0 - r.rank)
+        FROM (
+            SELECT rowid, bm25(engine_chunk_fts) AS rank FROM engine_chunk_fts
+            WHERE engine_chunk_fts MATCH %s
+        ) AS r
+        JOIN engine_chunk c ON c.id = r.rowid
+        JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+        WHERE {where}
+        ORDER BY r.rank
+        LIMIT %s""",  # noqa: S608 (only placeholders are interpolated)
+        [match, *params, limit],
+    )
+    return cursor.fetchall()
+
+
+def _search_postgres(
+    store_ids: list[str], terms: list[str], limit: int, file_ids: list[str] | None
+) -> list[tuple[Any, ...]]:
+    where, params = _scope(store_ids, file_ids)
+    sql = f"""
+        SELECT c.id, c.file_id, c.page, c.text, r.rank / (1.0 + r.rank)
+        FROM engine_chunk c
+        JOIN engine_vectorstorefile f ON f.id = c.store_file_id,
+        LATERAL (
+            SELECT ts_rank_cd(to_tsvector('simple', c.search_text), q) AS rank
+            FROM to_tsquery('simple', %s) AS q
+            WHERE to_tsvector('simple', c.search_text) @@ q
+        ) AS r
+        WHERE {where}
+        ORDER BY r.rank DESC
+        LIMIT %s
+    """  # noqa: S608 (only placeholders are interpolated)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tsquery(terms), *params, limit])
+        return cursor.fetchall()
+
+
+def chunk_rows(
+    store_file_id: int, chunks: list[Any], vector_store_id: str, file_id: str
+) -> list[Chunk]:
+    """Chunk rows ready for bulk_create, with the text the index sees."""
+    return [
+        Chunk(
+            store_file_id=store_file_id,
+            vector_store_id=vector_store_id,
+            file_id=file_id,
+            page=chunk.page,
+            index=chunk.index,
+            text=chunk.text,
+            search_text=index_text(chunk.text),
+            tokens=chunk.tokens,
+        )
+        for chunk in chunks
+    ]
