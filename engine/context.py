@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
+from engine import citations
 from engine.chunking import count_tokens
 from engine.models import Message, Run, RunStep
 
@@ -77,6 +78,7 @@ def history(run: Run) -> list[dict[str, Any]]:
 def run_items(run: Run) -> list[dict[str, Any]]:
     """The run's own progress so far: its answers, tool calls and their outputs."""
     items: list[dict[str, Any]] = []
+    searches = 0
     for step in RunStep.objects.filter(run=run).order_by("created_at", "id"):
         details = step.step_details
         if step.type == "message_creation":
@@ -100,7 +102,15 @@ def run_items(run: Run) -> list[dict[str, Any]]:
             }
         )
         for call in calls:
-            items.append({"role": "tool", "tool_call_id": call["id"], "content": call_output(call)})
+            if call["type"] == "function":
+                output = call["function"].get("output") or ""
+            else:
+                search = call["file_search"]
+                output = citations.results_for_model(
+                    searches, search.get("query", ""), search.get("results", [])
+                )
+                searches += 1
+            items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
     return items
 
 
@@ -109,12 +119,6 @@ def call_function(call: dict[str, Any]) -> dict[str, str]:
         return {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
     query = call.get("file_search", {}).get("query", "")
     return {"name": "file_search", "arguments": json.dumps({"query": query})}
-
-
-def call_output(call: dict[str, Any]) -> str:
-    if call["type"] == "function":
-        return call["function"].get("output") or ""
-    return call.get("file_search", {}).get("prompt_text", "")
 
 
 def build_prompt(run: Run) -> Prompt:

@@ -2,8 +2,9 @@
 
 Runs execute on the worker's event loop (`engine.worker`); responses are served on the server's.
 A `Subscription` bridges the two: the worker appends from its thread, the response awaits on its
-own loop. A stream only ever follows a run started or continued by the same process, so nothing
-here needs to cross processes.
+own loop, waking only when it has drained everything, and sends what piled up as one write. A
+stream only ever follows a run started or continued by the same process, so nothing here needs
+to cross processes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,35 +24,40 @@ _subscriptions: dict[str, set[Subscription]] = {}
 class Subscription:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._events: deque[tuple[str, Any]] = deque()
-        self._waiter: asyncio.Event | None = None
+        self._events: list[tuple[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Event | None = None
+        # True while the reader sleeps: only then does a push need a (costly) cross-thread wake.
+        self._sleeping = False
 
     def push(self, event: str, data: Any) -> None:
         with _lock:
             self._events.append((event, data))
-            loop, waiter = self._loop, self._waiter
-        if loop is not None and waiter is not None:
-            loop.call_soon_threadsafe(waiter.set)
+            wake = self._sleeping
+            self._sleeping = False
+        if wake:
+            assert self._loop is not None and self._waiter is not None
+            self._loop.call_soon_threadsafe(self._waiter.set)
 
-    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
-        with _lock:
-            self._loop = asyncio.get_running_loop()
-            self._waiter = asyncio.Event()
+    async def batches(self) -> AsyncIterator[list[tuple[str, Any]]]:
+        """Everything pushed since the last batch, until the `done` event."""
+        self._loop = asyncio.get_running_loop()
+        self._waiter = asyncio.Event()
         try:
             while True:
                 with _lock:
-                    batch = list(self._events)
-                    self._events.clear()
+                    batch, self._events = self._events, []
                     if not batch:
                         self._waiter.clear()
+                        self._sleeping = True
                 if not batch:
                     await self._waiter.wait()
                     continue
-                for event, data in batch:
-                    yield event, data
-                    if event == DONE:
-                        return
+                done = [i for i, (event, _) in enumerate(batch) if event == DONE]
+                if done:
+                    yield batch[: done[0] + 1]
+                    return
+                yield batch
         finally:
             self.close()
 
@@ -80,19 +85,15 @@ def publish(run_id: str, event: str, data: Any) -> None:
         subscription.push(event, data)
 
 
-def has_subscribers(run_id: str) -> bool:
-    with _lock:
-        return bool(_subscriptions.get(run_id))
-
-
 def sse_frame(event: str, data: Any) -> bytes:
+    """One server-sent event; `data` is JSON-encoded unless it is already a string."""
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 async def sse_stream(subscription: Subscription) -> AsyncIterator[bytes]:
     try:
-        async for event, data in subscription:
-            yield sse_frame(event, data)
+        async for batch in subscription.batches():
+            yield b"".join(sse_frame(event, data) for event, data in batch)
     finally:
         subscription.close()

@@ -1,23 +1,43 @@
 """The offline retrieval-only model: answers without a language model.
 
-It behaves like a model that always calls file_search first, then answers with the best passages,
-each cited. With no knowledge to search it says plainly that no language model is configured and
-how to configure one.
+It behaves like a model that always calls file_search first, then answers with the best
+passages, each quoted and cited with the same markers a language model would write. With no
+knowledge to search it says plainly that no language model is configured and how to configure
+one.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
-from engine.providers import ModelEvent, ModelRequest, TextDelta, TurnEnd
+from engine import citations
+from engine.ids import new_id
+from engine.providers import ModelEvent, ModelRequest, TextDelta, ToolCallRequest, TurnEnd
 
+# Passages quoted in an answer: enough to cover a question, few enough to read.
+PASSAGES = 3
+# A passage whose raw relevance is under this share of the best one's is more likely noise.
+RELATIVE_RELEVANCE = 0.5
+
+CONFIGURE_HINT = (
+    "To chat with a model, set OPENAI_API_KEY (plus OPENAI_BASE_URL for Ollama, vLLM or another "
+    "OpenAI-compatible server), or AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY for Azure "
+    "OpenAI, then restart Threadline."
+)
 NO_MODEL_ANSWER = (
     "No language model is configured, so I can only answer from the documents attached to this "
-    "assistant or thread, and there are none to search. To chat with a model, set "
-    "OPENAI_API_KEY (plus OPENAI_BASE_URL for Ollama, vLLM or another OpenAI-compatible "
-    "server), or AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY for Azure OpenAI, then restart "
-    "Threadline."
+    "assistant or thread, and there are none to search. " + CONFIGURE_HINT
+)
+NOTHING_FOUND = (
+    "I searched the attached documents but found nothing about that. Try other words, or check "
+    "that the documents have finished processing."
+)
+FOOTER = (
+    "_Offline answer: these are passages quoted from your documents, not a written answer, "
+    "because no language model is configured._"
 )
 
 
@@ -26,11 +46,55 @@ def words(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+$", text)
 
 
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message["role"] == "user" and isinstance(message.get("content"), str):
+            return message["content"]
+    return ""
+
+
+def relevance(score: float) -> float:
+    """Undo the search's 0..1 squashing (s = r / (1 + r)) so scores compare as ratios."""
+    return score / (1 - score) if score < 1 else float("inf")
+
+
+def compose_answer(searches: list[dict[str, Any]]) -> str:
+    call = len(searches) - 1
+    search = searches[call]
+    results = search.get("results", [])[:PASSAGES]
+    if not results:
+        return NOTHING_FOUND
+    floor = relevance(results[0]["score"]) * RELATIVE_RELEVANCE
+    results = [result for result in results if relevance(result["score"]) >= floor]
+    lines = ["Here is what the documents say:"]
+    for rank, result in enumerate(results):
+        quote = citations.excerpt(result["content"][0]["text"], search.get("query", ""))
+        source = f"{result['file_name']}, page {result['page']}"
+        mark = citations.marker(call, rank, result["file_name"])
+        lines.append(f"> {quote} {mark}\n>\n> — {source}")
+    lines.append(FOOTER)
+    return "\n\n".join(lines)
+
+
 class OfflineModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        text = NO_MODEL_ANSWER
-        completion = 0
-        for piece in words(text):
-            completion += 1
+        knowledge = request.knowledge
+        searched = bool(request.messages) and request.messages[-1]["role"] == "tool"
+        can_search = any(
+            tool["function"]["name"] == "file_search" for tool in request.tools
+        ) and bool(knowledge and knowledge.has_stores)
+        if searched and knowledge and knowledge.searches:
+            text = compose_answer(knowledge.searches)
+        elif can_search:
+            query = last_user_text(request.messages)
+            call = ToolCallRequest(
+                new_id("call_"), "file_search", json.dumps({"query": query}, ensure_ascii=False)
+            )
+            yield TurnEnd(finish_reason="tool_calls", tool_calls=[call])
+            return
+        else:
+            text = NO_MODEL_ANSWER
+        pieces = words(text)
+        for piece in pieces:
             yield TextDelta(piece)
-        yield TurnEnd(finish_reason="stop", completion_tokens=completion)
+        yield TurnEnd(finish_reason="stop", completion_tokens=len(pieces))

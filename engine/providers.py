@@ -7,11 +7,13 @@ on. The offline retrieval-only model (`engine.offline`) speaks the same interfac
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -32,8 +34,15 @@ class ModelRequest:
     top_p: float | None = None
     max_tokens: int | None = None
     response_format: Any = None
-    # What the offline model needs to answer from knowledge: the run's search scope.
-    knowledge: Any = None
+    # What the offline model answers from; a language model gets it through tool messages.
+    knowledge: Knowledge | None = None
+
+
+@dataclass
+class Knowledge:
+    has_stores: bool
+    # The run's file_search calls so far, each {"query", "results": [...]}.
+    searches: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,13 +83,17 @@ def model_api_configured() -> bool:
     return bool(settings.OPENAI_API_KEY or settings.AZURE_OPENAI_ENDPOINT)
 
 
+def is_offline(model: str) -> bool:
+    return model == OFFLINE_MODEL or not model_api_configured()
+
+
 _chat_provider: ChatCompletionsProvider | None = None
 
 
 def provider_for(model: str) -> Provider:
     """The provider for a run's model. Called on the worker loop, which owns the HTTP client."""
     global _chat_provider
-    if model == OFFLINE_MODEL or not model_api_configured():
+    if is_offline(model):
         from engine.offline import OfflineModel
 
         return OfflineModel()
@@ -167,39 +180,90 @@ class ChatCompletionsProvider:
             value = getattr(request, name)
             if value is not None:
                 options[name] = value
-        stream = await self.client.chat.completions.create(
+        # The raw stream, parsed as plain JSON: the SDK's typed chunk objects cost six times
+        # the CPU of everything else on this path. The SDK still does auth, retries, errors.
+        async with self.client.chat.completions.with_streaming_response.create(
             model=request.model,
             messages=request.messages,
             stream=True,
             stream_options={"include_usage": True},
             **options,
-        )
-        end = TurnEnd()
-        calls: dict[int, dict[str, str]] = {}
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage:
-                    end.prompt_tokens = chunk.usage.prompt_tokens or 0
-                    end.completion_tokens = chunk.usage.completion_tokens or 0
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    for call in delta.tool_calls or ():
-                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = call.id or slot["id"]
-                        if call.function:
-                            slot["name"] += call.function.name or ""
-                            slot["arguments"] += call.function.arguments or ""
-                    if choice.finish_reason:
-                        end.finish_reason = choice.finish_reason
-        end.tool_calls = [
+        ) as response:
+            turn = TurnBuilder()
+            try:
+                async for line in response.iter_lines():
+                    text = turn.feed(line)
+                    if text:
+                        yield TextDelta(text)
+                    if turn.done:
+                        break
+            except httpx2.TimeoutException:
+                raise openai.APITimeoutError(request=response.http_response.request) from None
+            except httpx2.TransportError as error:
+                raise openai.APIConnectionError(
+                    message=str(error), request=response.http_response.request
+                ) from None
+            if not turn.done:
+                raise openai.APIConnectionError(
+                    message="the stream ended without [DONE]",
+                    request=response.http_response.request,
+                )
+        yield turn.end()
+
+
+class TurnBuilder:
+    """Accumulates one streamed Chat Completions answer from its `data:` lines."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finish_reason = "stop"
+        self.usage: dict[str, int] = {}
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, line: str) -> str:
+        if not line.startswith("data:"):
+            return ""
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ModelError(
+                "server_error", "The model API sent a malformed stream; try again."
+            ) from None
+        if chunk.get("error"):
+            message = chunk["error"].get("message") or "the model API reported an error"
+            raise ModelError("server_error", f"The model API failed mid-answer: {message}")
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        text = ""
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or ""
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(call["index"], {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return text
+
+    def end(self) -> TurnEnd:
+        calls = [
             ToolCallRequest(slot["id"] or f"call_{index}", slot["name"], slot["arguments"])
-            for index, slot in sorted(calls.items())
+            for index, slot in sorted(self.calls.items())
         ]
-        if end.tool_calls and end.finish_reason == "stop":
-            end.finish_reason = "tool_calls"
-        yield end
+        finish = "tool_calls" if calls and self.finish_reason == "stop" else self.finish_reason
+        return TurnEnd(
+            finish_reason=finish,
+            tool_calls=calls,
+            prompt_tokens=self.usage.get("prompt_tokens") or 0,
+            completion_tokens=self.usage.get("completion_tokens") or 0,
+        )
 
 
 def status_error(error: openai.APIStatusError, model: str) -> ModelError:

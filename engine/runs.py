@@ -21,16 +21,26 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine import context, events, worker
+from engine import citations, context, events, knowledge, search, worker
 from engine.api import ApiError
-from engine.models import Assistant, Message, Run, RunStep, Thread
-from engine.providers import ModelError, ModelRequest, TextDelta, ToolCallRequest, provider_for
+from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore
+from engine.providers import (
+    Knowledge,
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCallRequest,
+    is_offline,
+    provider_for,
+)
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 # A model that keeps calling tools without answering is stopped after this many turns.
 MAX_MODEL_TURNS = 12
+# Passages a file_search call returns when the tool does not say.
+DEFAULT_SEARCH_RESULTS = 8
 
 LOST_RUN_ERROR = {
     "code": "server_error",
@@ -96,6 +106,10 @@ def heartbeat(run_ids: list[str]) -> list[str]:
 
 
 def active_run(thread: Thread) -> Run | None:
+    run = Run.objects.filter(thread=thread, status__in=Run.ACTIVE).first()
+    if run is None:
+        return None
+    # Only a run that looks active can be a lost or expired one: settle, then look again.
     settle_lost_runs(thread)
     return Run.objects.filter(thread=thread, status__in=Run.ACTIVE).first()
 
@@ -121,6 +135,12 @@ def new_run(thread: Thread, assistant: Assistant, fields: dict[str, Any]) -> Run
         instructions = assistant.instructions or ""
     if fields.get("additional_instructions"):
         instructions = f"{instructions}\n\n{fields['additional_instructions']}".strip()
+    tools = fields["tools"] if fields.get("tools") is not None else assistant.tools
+    thread_stores = thread.tool_resources.get("file_search", {}).get("vector_store_ids")
+    if thread_stores and not any(tool["type"] == "file_search" for tool in tools):
+        # Files attached to messages for file_search are searched even if the assistant
+        # does not list the tool, as OpenAI did.
+        tools = [*tools, {"type": "file_search"}]
     now = timezone.now()
     return Run.objects.create(
         project=thread.project,
@@ -132,7 +152,7 @@ def new_run(thread: Thread, assistant: Assistant, fields: dict[str, Any]) -> Run
         expires_at=now + timedelta(seconds=settings.RUN_EXPIRES_SECONDS),
         model=fields.get("model") or assistant.model,
         instructions=instructions,
-        tools=fields["tools"] if fields.get("tools") is not None else assistant.tools,
+        tools=tools,
         metadata=fields.get("metadata") or {},
         temperature=pick(fields.get("temperature"), assistant.temperature),
         top_p=pick(fields.get("top_p"), assistant.top_p),
@@ -152,7 +172,7 @@ def pick(value: Any, default: Any) -> Any:
 
 def launch(run: Run, *, resume: bool = False) -> None:
     """Hand a run to the worker and return at once: the run goes on without any client."""
-    execution = RunExecution(run.id)
+    execution = RunExecution(run)
     worker.start(run.id, execution.resume if resume else execution.start)
 
 
@@ -225,9 +245,9 @@ def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
 class RunExecution:
     """Executes one run on the worker loop, from `queued` to a terminal or parked state."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.run: Run
+    def __init__(self, run: Run) -> None:
+        self.run_id = run.id
+        self.run = run
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
     def emit(self, event: str, data: Any) -> None:
@@ -237,13 +257,11 @@ class RunExecution:
         self.emit(event, self.run.to_api())
 
     async def start(self) -> None:
-        self.run = await db(Run.objects.get)(pk=self.run_id)
         self.emit_run("thread.run.created")
         self.emit_run("thread.run.queued")
         await self.execute()
 
     async def resume(self) -> None:
-        self.run = await db(Run.objects.get)(pk=self.run_id)
         self.usage = dict(self.run.usage or self.usage)
         step = await db(lambda: RunStep.objects.filter(run_id=self.run_id).last())()
         if step is not None:
@@ -307,6 +325,8 @@ class RunExecution:
             max_tokens=self.remaining_completion_tokens(),
             response_format=context.chat_response_format(self.run),
         )
+        if is_offline(self.run.model):
+            request.knowledge = await db(self.knowledge)()
         answer = AnswerWriter(self)
         end = None
         try:
@@ -373,6 +393,9 @@ class RunExecution:
                 },
             },
         )
+        searches = [call["file_search"] for call in details if call["type"] == "file_search"]
+        if searches:
+            await db(self.run_file_searches)(searches)
         functions = [call for call in details if call["type"] == "function"]
         if functions:
             await db(step.save)(update_fields=["step_details"])
@@ -390,13 +413,29 @@ class RunExecution:
             else:
                 await self.settle_interrupted()
             return "requires_action"
-        for call in details:
-            call["output"] = None
         step.status = "completed"
         step.completed_at = timezone.now()
         await db(step.save)()
         self.emit("thread.run.step.completed", step.to_api())
         return "continue"
+
+    def run_file_searches(self, searches: list[dict[str, Any]]) -> None:
+        """Execute the model's file_search calls over the assistant's and thread's stores."""
+        store_ids = search_scope(self.run)
+        max_results, threshold = file_search_settings(self.run.tools)
+        for call in searches:
+            hits = search.search(
+                store_ids, call["query"], max_results=max_results, score_threshold=threshold
+            )
+            call["ranking_options"] = {"ranker": "default_2024_08_21", "score_threshold": threshold}
+            call["results"] = [citations.result_entry(hit) for hit in hits]
+        knowledge.touch_stores(store_ids)
+
+    def knowledge(self) -> Knowledge:
+        return Knowledge(
+            has_stores=bool(search_scope(self.run)),
+            searches=citations.search_calls(self.run_id),
+        )
 
     def new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
         step = RunStep.objects.create(
@@ -470,9 +509,40 @@ def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
     }
 
 
+def search_scope(run: Run) -> list[str]:
+    """The unexpired vector stores a run searches: its assistant's and its thread's."""
+    store_ids: list[str] = []
+    assistant = Assistant.objects.filter(pk=run.assistant_id).first()
+    for owner in (assistant, run.thread):
+        if owner is not None:
+            store_ids += owner.tool_resources.get("file_search", {}).get("vector_store_ids", [])
+    stores = VectorStore.objects.filter(pk__in=store_ids)
+    live = {store.id for store in stores if not knowledge.is_expired(store)}
+    return [store_id for store_id in dict.fromkeys(store_ids) if store_id in live]
+
+
+def file_search_settings(tools: list[dict[str, Any]]) -> tuple[int, float]:
+    for tool in tools:
+        if tool["type"] == "file_search":
+            options = tool.get("file_search") or {}
+            ranking = options.get("ranking_options") or {}
+            return (
+                options.get("max_num_results") or DEFAULT_SEARCH_RESULTS,
+                ranking.get("score_threshold") or 0.0,
+            )
+    return DEFAULT_SEARCH_RESULTS, 0.0
+
+
 def without_output(call: dict[str, Any]) -> dict[str, Any]:
     function = {k: v for k, v in call["function"].items() if k != "output"}
     return {"id": call["id"], "type": "function", "function": function}
+
+
+DELTA_PREFIX = (
+    '{"id":"%s","object":"thread.message.delta","delta":{"content":'
+    '[{"index":0,"type":"text","text":{"value":'
+)
+DELTA_SUFFIX = ',"annotations":[]}}]}}'
 
 
 class AnswerWriter:
@@ -484,23 +554,16 @@ class AnswerWriter:
         self.step: RunStep | None = None
         self.parts: list[str] = []
         self.flushed_at = 0.0
+        self.delta_prefix = ""
 
     async def write(self, text: str) -> None:
         if self.message is None:
             await db(self.open)()
         assert self.message is not None
         self.parts.append(text)
+        # Encoded by hand: this event goes out once per token, and only the text varies.
         self.execution.emit(
-            "thread.message.delta",
-            {
-                "id": self.message.id,
-                "object": "thread.message.delta",
-                "delta": {
-                    "content": [
-                        {"index": 0, "type": "text", "text": {"value": text, "annotations": []}}
-                    ]
-                },
-            },
+            "thread.message.delta", self.delta_prefix + json.dumps(text) + DELTA_SUFFIX
         )
         if time.monotonic() - self.flushed_at > FLUSH_SECONDS:
             await db(self.flush)()
@@ -520,6 +583,7 @@ class AnswerWriter:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": self.message.id}},
         )
+        self.delta_prefix = DELTA_PREFIX % self.message.id
         self.execution.emit("thread.message.created", self.message.to_api())
         self.execution.emit("thread.message.in_progress", self.message.to_api())
         self.flushed_at = time.monotonic()
@@ -545,7 +609,9 @@ class AnswerWriter:
         assert self.message is not None and self.step is not None
         now = timezone.now()
         message, step = self.message, self.step
-        message.content = self.content()
+        text = "".join(self.parts)
+        annotations = citations.annotate(text, citations.search_calls(self.execution.run_id))
+        message.content = [{"type": "text", "text": {"value": text, "annotations": annotations}}]
         message.status = status
         if status == "completed":
             message.completed_at = now
