@@ -11,6 +11,7 @@ on both.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,18 +82,15 @@ def fts5_query(terms: list[str]) -> str:
     return " OR ".join(parts)
 
 
-def tsquery(terms: list[str]) -> str:
-    parts = []
-    for term in terms:
-        words = [re.sub(r"[^\w]", "", w) for w in stem(term).split()]
-        words = [w for w in words if w]
-        if not words:
-            continue
-        if len(words) > 1:
-            parts.append("(" + " <-> ".join(words) + ")")
-        else:
-            parts.append(words[0] + (":*" if stem(term) != term or len(term) >= 6 else ""))
-    return " | ".join(parts)
+def term_tsquery(term: str) -> str:
+    """One query term in PostgreSQL's tsquery syntax ('' when nothing searchable is left)."""
+    root = stem(term)
+    words = [w for w in (re.sub(r"[^\w]", "", w) for w in root.split()) if w]
+    if len(words) > 1:
+        return "(" + " <-> ".join(words) + ")"
+    if not words:
+        return ""
+    return words[0] + (":*" if root != term or len(term) >= 6 else "")
 
 
 @dataclass
@@ -219,22 +217,48 @@ def _search_sqlite_joined(
 def _search_postgres(
     store_ids: list[str], terms: list[str], limit: int, file_ids: list[str] | None
 ) -> list[tuple[Any, ...]]:
-    where, params = _scope(store_ids, file_ids)
-    sql = f"""
-        SELECT c.id, c.file_id, c.page, c.text, r.rank / (1.0 + r.rank)
-        FROM engine_chunk c
-        JOIN engine_vectorstorefile f ON f.id = c.store_file_id,
-        LATERAL (
-            SELECT ts_rank_cd(to_tsvector('simple', c.search_text), q) AS rank
-            FROM to_tsquery('simple', %s) AS q
-            WHERE to_tsvector('simple', c.search_text) @@ q
-        ) AS r
-        WHERE {where}
-        ORDER BY r.rank DESC
-        LIMIT %s
-    """  # noqa: S608 (only placeholders are interpolated)
+    """Each term's ts_rank weighted by its inverse document frequency, as bm25 does.
+
+    ts_rank alone has no idea how rare a word is, so a common one outranks the telling one.
+    """
+    queries = [q for q in dict.fromkeys(term_tsquery(t) for t in terms) if q]
+    if not queries:
+        return []
+    vector = "to_tsvector('simple', c.search_text)"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tsquery(terms), *params, limit])
+        cursor.execute("SELECT count(*) FROM engine_chunk")
+        size = cursor.fetchone()[0] or 1
+        weights = []
+        for query in queries:
+            cursor.execute(
+                f"SELECT count(*) FROM engine_chunk c WHERE {vector} @@ to_tsquery('simple', %s)",  # noqa: S608
+                [query],
+            )
+            found = cursor.fetchone()[0]
+            weights.append(math.log(1 + (size - found + 0.5) / (found + 0.5)))
+        if size >= PRUNE_ABOVE_CHUNKS:
+            common = math.log(1 + (size - size * COMMON_SHARE + 0.5) / (size * COMMON_SHARE + 0.5))
+            kept = [(q, w) for q, w in zip(queries, weights, strict=True) if w >= common]
+            pairs = kept or sorted(zip(queries, weights, strict=True), key=lambda p: -p[1])[:2]
+        else:
+            pairs = list(zip(queries, weights, strict=True))
+        score = " + ".join(f"%s * ts_rank({vector}, to_tsquery('simple', %s))" for _ in pairs)
+        where, params = _scope(store_ids, file_ids)
+        cursor.execute(
+            f"""SELECT id, file_id, page, text, rank / (1.0 + rank) FROM (
+                SELECT c.id, c.file_id, c.page, c.text, ({score}) AS rank
+                FROM engine_chunk c JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+                WHERE {vector} @@ to_tsquery('simple', %s) AND {where}
+            ) AS ranked
+            ORDER BY rank DESC
+            LIMIT %s""",  # noqa: S608 (only placeholders are interpolated)
+            [
+                *(value for query, weight in pairs for value in (weight, query)),
+                " | ".join(query for query, _ in pairs),
+                *params,
+                limit,
+            ],
+        )
         return cursor.fetchall()
 
 

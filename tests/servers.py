@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,20 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
 
 
+def fresh_postgres_database(admin_url: str) -> str:
+    """Create an empty database on the test PostgreSQL server and return its URL.
+
+    Set THREADLINE_TEST_POSTGRES (a URL to its maintenance database) to run the servers of the
+    test suite on PostgreSQL instead of SQLite.
+    """
+    import psycopg
+
+    name = f"threadline_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
 class ThreadlineServer:
     """A daphne process serving the whole product, with its own data directory and database."""
 
@@ -55,8 +70,12 @@ class ThreadlineServer:
         for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DATABASE_URL"):
             if env is None or name not in env:
                 self.env.pop(name, None)
+        admin_url = os.environ.get("THREADLINE_TEST_POSTGRES")
+        if admin_url and "DATABASE_URL" not in self.env:
+            self.env["DATABASE_URL"] = fresh_postgres_database(admin_url)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir / "server.log"
+        self.migrated = False
 
     @property
     def url(self) -> str:
@@ -75,8 +94,9 @@ class ThreadlineServer:
         )
 
     def start(self) -> ThreadlineServer:
-        if not (self.data_dir / "threadline.sqlite3").exists() and "DATABASE_URL" not in self.env:
+        if not self.migrated:
             self.migrate()
+            self.migrated = True
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
