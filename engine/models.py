@@ -7,6 +7,7 @@ Every object belongs to a project; every lookup is scoped to one (see `engine.ap
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -68,15 +69,18 @@ class ApiKey(models.Model):
     def hash(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
 
+    def set_new_key(self) -> str:
+        """Give this record a fresh key and return it: the only time its plaintext exists."""
+        plaintext = "tl-" + secrets.token_urlsafe(32)
+        self.prefix = plaintext[:10]
+        self.key_hash = self.hash(plaintext)
+        return plaintext
+
     @classmethod
     def issue(cls, project: Project, name: str) -> tuple[ApiKey, str]:
-        """Create a key and return it with its plaintext, which is never stored."""
-        import secrets
-
-        plaintext = "tl-" + secrets.token_urlsafe(32)
-        key = cls.objects.create(
-            project=project, name=name, prefix=plaintext[:10], key_hash=cls.hash(plaintext)
-        )
+        key = cls(project=project, name=name)
+        plaintext = key.set_new_key()
+        key.save()
         return key, plaintext
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -18,6 +19,18 @@ from tests.servers import ENGINE_KEY, ThreadlineServer
 
 # The SDK marks the whole Assistants API deprecated; it is the API this project serves.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="openai")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # In-process requests (Django's test client) need no collected static files: plain storage,
+    # and a static root for WhiteNoise to look at. Live test servers collect them like make run.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="session")
