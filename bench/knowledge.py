@@ -43,20 +43,22 @@ def measure_ingestion() -> list[tuple[str, str, str]]:
     server = ThreadlineServer().start()
     try:
         with sdk(server) as client:
-            store = client.vector_stores.create(name="bench")
-            files = [(CORPUS / "pdf" / name).open("rb") for name in TEXT_PAGES]
-            try:
-                started = time.perf_counter()
-                batch = client.vector_stores.file_batches.upload_and_poll(
-                    vector_store_id=store.id, files=files, poll_interval_ms=50
-                )
-                seconds = time.perf_counter() - started
-            finally:
-                for f in files:
-                    f.close()
-            pages = sum(TEXT_PAGES.values())
-            rows.append(("corpus (7 PDFs, batch)", f"{pages} pages", rate(pages, seconds)))
-            assert batch.file_counts.completed == len(TEXT_PAGES), batch.file_counts
+            # The first batch also starts the server's extraction processes; the second is warm.
+            for label in ("corpus batch, cold server", "corpus batch, warm server"):
+                store = client.vector_stores.create(name="bench")
+                files = [(CORPUS / "pdf" / name).open("rb") for name in TEXT_PAGES]
+                try:
+                    started = time.perf_counter()
+                    batch = client.vector_stores.file_batches.upload_and_poll(
+                        vector_store_id=store.id, files=files, poll_interval_ms=20
+                    )
+                    seconds = time.perf_counter() - started
+                finally:
+                    for f in files:
+                        f.close()
+                pages = sum(TEXT_PAGES.values())
+                rows.append((label, f"{pages} pages", rate(pages, seconds)))
+                assert batch.file_counts.completed == len(TEXT_PAGES), batch.file_counts
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "generated-500.pdf"
@@ -157,7 +159,8 @@ def fill_store(
 def main() -> None:
     print("Knowledge benchmark. NOISY MACHINE: 2 shared cores; read figures as rough.\n")
     rows = measure_ingestion()
-    rows += measure_search([10_000, 100_000])
+    if "--ingestion-only" not in sys.argv:
+        rows += measure_search([10_000, 100_000])
     width = max(len(r[0]) for r in rows)
     print(f"{'scenario':<{width}} | {'size':<12} | result")
     print("-" * (width + 40))
