@@ -120,6 +120,37 @@ def make_client() -> openai.AsyncOpenAI:
     )
 
 
+def sync_client() -> openai.OpenAI:
+    """A blocking client for the rare sync call (listing models); runs never use it."""
+    timeout = openai.Timeout(10.0, connect=5.0)
+    if settings.AZURE_OPENAI_ENDPOINT:
+        return openai.AzureOpenAI(
+            azure_endpoint=settings.AZURE_OPENAI_ENDPOINT,
+            api_key=settings.AZURE_OPENAI_API_KEY or settings.OPENAI_API_KEY,
+            api_version=settings.OPENAI_API_VERSION,
+            timeout=timeout,
+            max_retries=0,
+        )
+    return openai.OpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL or None,
+        timeout=timeout,
+        max_retries=0,
+    )
+
+
+def available_models() -> list[str]:
+    """The model API's models (empty when none is configured or it does not answer)."""
+    if not model_api_configured():
+        return []
+    try:
+        with sync_client() as client:
+            return sorted(model.id for model in client.models.list())
+    except openai.OpenAIError as error:
+        log.warning("Could not list the model API's models: %s", error)
+        return []
+
+
 def model_api_name() -> str:
     return settings.AZURE_OPENAI_ENDPOINT or settings.OPENAI_BASE_URL or "https://api.openai.com/v1"
 

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from engine.api import api_not_found, api_view
-from engine.views import assistants, files, messages, runs, threads, vector_stores
+from engine.views import assistants, files, messages, models, runs, threads, vector_stores
 
 urlpatterns = [
     path(
@@ -112,5 +112,6 @@ urlpatterns = [
         "vector_stores/<str:vector_store_id>/file_batches/<str:batch_id>/files",
         api_view(GET=vector_stores.list_batch_files),
     ),
+    path("models", api_view(GET=models.list_models)),
     re_path(r"^(?P<path>.*)$", api_not_found),
 ]
