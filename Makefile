@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test lint format check bench setup
+.PHONY: run test test-postgres lint format check bench setup
 
 # Installs again only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,7 @@ setup: $(VENV)/.installed
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py issue_frontend_key
 	$(PY) manage.py create_first_admin
+	$(PY) manage.py create_default_assistant
 
 run: setup
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
@@ -36,3 +37,8 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/engine_stream.py
+
+# The engine's suite again on PostgreSQL; THREADLINE_TEST_POSTGRES names its maintenance database.
+test-postgres: $(VENV)/.installed
+	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
+	$(PY) -m pytest tests/engine $(PYTEST_ARGS)

@@ -8,6 +8,22 @@ from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_application})
+from chat.consumers import RunEventsConsumer  # noqa: E402
+from chat.routing import EVENTS_PATH  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                # A live answer's server-sent events. The session cookie says who is asking;
+                # the consumer itself checks that the conversation is theirs.
+                path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
+                re_path(r"", django_application),
+            ]
+        )
+    }
+)

@@ -91,7 +91,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # In-memory, for one process; chat.layers explains why not Channels' own.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.LocalChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -99,6 +100,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sessions are read on every chat request, the live streams' too: from the cache, not the DB.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -146,6 +149,8 @@ THREADLINE_API_KEYS = env_list("THREADLINE_API_KEYS")
 RUN_EXPIRES_SECONDS = env_int("THREADLINE_RUN_EXPIRES_SECONDS", 600)
 # A run whose worker has not reported for this long is taken as lost (crash, restart).
 RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)
+# A run whose stores still ingest files waits this long for them before it answers.
+RUN_INGEST_WAIT_SECONDS = env_int("THREADLINE_RUN_INGEST_WAIT_SECONDS", 60)
 MAX_UPLOAD_BYTES = env_int("THREADLINE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 FILES_DIR = DATA_DIR / "files"
 
@@ -169,3 +174,25 @@ ASSISTANTS_KEY = env_str("THREADLINE_ASSISTANTS_KEY") or (
     ASSISTANTS_KEY_FILE.read_text().strip() if ASSISTANTS_KEY_FILE.exists() else ""
 )
 SIGNUP_ENABLED = env_bool("THREADLINE_SIGNUP", False)
+# Patience with the Assistants API for one request; a streaming run's reads wait much longer.
+ASSISTANTS_TIMEOUT_SECONDS = env_int("THREADLINE_ASSISTANTS_TIMEOUT_SECONDS", 30)
+CHAT_MAX_MESSAGE_CHARS = env_int("THREADLINE_CHAT_MAX_MESSAGE_CHARS", 32_000)
+CHAT_MAX_UPLOAD_BYTES = env_int("THREADLINE_CHAT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+CHAT_MAX_FILES = env_int("THREADLINE_CHAT_MAX_FILES", 10)
+# How long sending waits for attachments to become searchable before the answer starts.
+CHAT_INGEST_WAIT_SECONDS = env_int("THREADLINE_CHAT_INGEST_WAIT_SECONDS", 60)
+
+# The chat keeps each live answer's replay log here, so a reload or a second tab sees all of it.
+# Several server processes must share it: with REDIS_URL, Redis; otherwise this process's memory.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # Replay logs are bounded per run (chat.replay), but hundreds of runs can be live.
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
+        }
+    }

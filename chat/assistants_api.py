@@ -1,0 +1,523 @@
+"""Every call the chat makes to the Assistants API, through the official SDK, and nothing else.
+
+The rest of `chat/` sees plain dicts and ids, and one exception, `AssistantsError`, whose message
+is fit to show to a person. Clients come from `settings.ASSISTANTS_URL` / `ASSISTANTS_KEY`:
+`OpenAI` for the few sync views, `AsyncOpenAI` (one per event loop) for everything async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple, ParamSpec, TypeVar
+
+import openai
+from django.conf import settings
+
+# How long a streaming run may stay silent (a model thinking, a slow tool) before we give up on it.
+STREAM_READ_SECONDS = 900.0
+ACTIVE_STATUSES = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+FILE_SEARCH_INCLUDE = "step_details.tool_calls[*].file_search.results[*].content"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AssistantsError(Exception):
+    """The Assistants API did not do what was asked; `str(error)` says why, for a person."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Unreachable(AssistantsError):
+    """The API did not answer at all (down, or too slow)."""
+
+
+class NotFound(AssistantsError):
+    pass
+
+
+UNREACHABLE = (
+    "The assistant service isn't answering right now. Nothing was sent; try again in a moment."
+)
+
+
+def explain(error: openai.OpenAIError) -> AssistantsError:
+    if isinstance(error, openai.APITimeoutError):
+        return Unreachable(UNREACHABLE)
+    if isinstance(error, openai.APIConnectionError):
+        return Unreachable(UNREACHABLE)
+    if isinstance(error, openai.NotFoundError):
+        return NotFound(error.message, status=404)
+    if isinstance(error, openai.APIStatusError):
+        if error.status_code >= 500:
+            return Unreachable(UNREACHABLE, status=error.status_code)
+        return AssistantsError(api_message(error), status=error.status_code)
+    return AssistantsError(str(error))
+
+
+def api_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return error.message
+
+
+def translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    @functools.wraps(function)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await function(*args, **kwargs)
+        except openai.OpenAIError as error:
+            raise explain(error) from error
+
+    return wrapper
+
+
+def translated_sync(function: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except openai.OpenAIError as error:
+            raise explain(error) from error
+
+    return wrapper
+
+
+# --- Clients --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def sync_client() -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=settings.ASSISTANTS_URL,
+        api_key=settings.ASSISTANTS_KEY or "missing-key",
+        timeout=settings.ASSISTANTS_TIMEOUT_SECONDS,
+        # A retried create could add a message twice; the person retries instead, knowingly.
+        max_retries=0,
+    )
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client() -> openai.AsyncOpenAI:
+    """The running loop's client: an async connection pool belongs to the loop that made it."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = openai.AsyncOpenAI(
+            base_url=settings.ASSISTANTS_URL,
+            api_key=settings.ASSISTANTS_KEY or "missing-key",
+            timeout=settings.ASSISTANTS_TIMEOUT_SECONDS,
+            max_retries=0,
+        )
+        _async_clients[loop] = client
+    return client
+
+
+async def close_async_client() -> None:
+    """Close the running loop's client (tests and short-lived loops; servers keep theirs)."""
+    client = _async_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.close()
+
+
+# --- Assistants -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssistantFields:
+    name: str
+    description: str
+    model: str
+    instructions: str
+    file_search: bool
+
+
+@translated
+async def create_assistant(fields: AssistantFields) -> str:
+    assistant = await async_client().beta.assistants.create(
+        name=fields.name,
+        description=fields.description or None,
+        model=fields.model,
+        instructions=fields.instructions or None,
+        tools=[{"type": "file_search"}] if fields.file_search else [],
+    )
+    return assistant.id
+
+
+@translated
+async def update_assistant(assistant_id: str, fields: AssistantFields) -> None:
+    """Bring the remote assistant in line; tools the chat does not manage stay as they are."""
+    client = async_client()
+    current = await client.beta.assistants.retrieve(assistant_id)
+    tools: list[Any] = [t.to_dict() for t in current.tools if t.type != "file_search"]
+    if fields.file_search:
+        tools.append({"type": "file_search"})
+    await client.beta.assistants.update(
+        assistant_id,
+        name=fields.name,
+        description=fields.description,
+        model=fields.model,
+        instructions=fields.instructions,
+        tools=tools,
+    )
+
+
+@translated_sync
+def model_names() -> list[str]:
+    """The models the Assistants API says a run may name (suggestions for admins)."""
+    return [model.id for model in sync_client().models.list()]
+
+
+@translated
+async def delete_assistant(assistant_id: str) -> None:
+    await async_client().beta.assistants.delete(assistant_id)
+
+
+# --- Threads and messages -------------------------------------------------------------------------
+
+
+@translated
+async def create_thread() -> str:
+    thread = await async_client().beta.threads.create()
+    return thread.id
+
+
+@translated
+async def delete_thread(thread_id: str) -> None:
+    with contextlib.suppress(openai.NotFoundError):  # already gone: that is what was asked
+        await async_client().beta.threads.delete(thread_id)
+
+
+@translated
+async def create_message(thread_id: str, text: str, file_ids: list[str]) -> dict[str, Any]:
+    attachments = [{"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids]
+    message = await async_client().beta.threads.messages.create(
+        thread_id, role="user", content=text, attachments=attachments or openai.omit
+    )
+    return message.to_dict()
+
+
+@translated
+async def delete_message(thread_id: str, message_id: str) -> None:
+    await async_client().beta.threads.messages.delete(message_id, thread_id=thread_id)
+
+
+@dataclass
+class MessagePage:
+    """Messages newest first, as the API pages them; `older` is the cursor for the next page."""
+
+    messages: list[dict[str, Any]]
+    older: str | None
+
+
+@translated_sync
+def list_messages(thread_id: str, *, older_than: str | None = None, limit: int = 20) -> MessagePage:
+    page = sync_client().beta.threads.messages.list(
+        thread_id, order="desc", limit=limit, after=older_than or openai.omit
+    )
+    messages = [m.to_dict() for m in page.data]
+    return MessagePage(messages, page.last_id if page.has_more else None)
+
+
+@translated
+async def run_messages(thread_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The messages a run wrote, oldest first."""
+    page = async_client().beta.threads.messages.list(
+        thread_id, run_id=run_id, order="asc", limit=100
+    )
+    return [m.to_dict() async for m in page]
+
+
+@translated
+async def thread_cites_file(thread_id: str, file_id: str) -> bool:
+    """Whether a message of the thread cites the file, has it attached, or shows it (an image)."""
+    async for message in async_client().beta.threads.messages.list(thread_id, limit=100):
+        if any(a.file_id == file_id for a in message.attachments or []):
+            return True
+        for part in message.content:
+            if part.type == "image_file" and part.image_file.file_id == file_id:
+                return True
+            if part.type != "text":
+                continue
+            for annotation in part.text.annotations:
+                if annotation.type == "file_citation" and (
+                    annotation.file_citation.file_id == file_id
+                ):
+                    return True
+    return False
+
+
+# --- Runs -----------------------------------------------------------------------------------------
+
+
+class RunEvent(NamedTuple):
+    """One event of a streaming run, as plain data: the API object's dict.
+
+    Text deltas, the hot path, come as `{"message_id", "text"}` alone.
+    """
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass
+class Started:
+    thread_id: str
+    run_id: str
+    events: AsyncIterator[RunEvent]
+
+
+@translated
+async def start_run(thread_id: str | None, assistant_id: str, text: str | None = None) -> Started:
+    """Start a streaming run, adding the person's `text` first if given, in the same request;
+    with no `thread_id`, on a new thread. Returns once the API has created the run."""
+    stream_timeout = openai.Timeout(settings.ASSISTANTS_TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)
+    messages = [{"role": "user", "content": text}] if text is not None else []
+    client = async_client()
+    if thread_id is None:
+        opening = client.beta.threads.with_streaming_response.create_and_run(
+            assistant_id=assistant_id,
+            thread={"messages": messages},
+            stream=True,
+            timeout=stream_timeout,
+        )
+    else:
+        opening = client.beta.threads.runs.with_streaming_response.create(
+            thread_id,
+            assistant_id=assistant_id,
+            additional_messages=messages or openai.omit,
+            stream=True,
+            timeout=stream_timeout,
+        )
+    events = run_events(opening)
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+    if first.name != "thread.run.created":
+        await events.aclose()
+        raise AssistantsError(f"The run did not start (it sent {first.name!r} first).")
+    return Started(first.data["thread_id"], first.data["id"], events)
+
+
+async def run_events(opening: Any) -> AsyncIterator[RunEvent]:
+    """The run's server-sent events, parsed here rather than into the SDK's models.
+
+    The SDK's streaming response gives the raw lines; building a pydantic model for every
+    token cost more CPU than everything else the chat does per token (bench/chat_stream.py).
+    """
+    try:
+        async with opening as response:
+            event, data = "", []
+            async for line in response.iter_lines():
+                if line:
+                    field, _, value = line.partition(":")
+                    if field == "event":
+                        event = value.strip()
+                    elif field == "data":
+                        data.append(value.removeprefix(" "))
+                    continue
+                if not event or not data:
+                    event, data = "", []
+                    continue
+                parsed = run_event(event, "\n".join(data))
+                event, data = "", []
+                if parsed is None:
+                    return
+                yield parsed
+    except openai.OpenAIError as error:
+        raise explain(error) from error
+    except (OSError, ValueError) as error:  # the connection broke, or the API sent garbage
+        raise Unreachable(UNREACHABLE) from error
+
+
+def run_event(event: str, data: str) -> RunEvent | None:
+    """One event; None at the stream's end."""
+    if event == "done" or data == "[DONE]":
+        return None
+    payload = json.loads(data)
+    if event == "error":
+        error = payload.get("error", payload) if isinstance(payload, dict) else {}
+        raise AssistantsError(str(error.get("message") or "The run's stream failed."))
+    if event == "thread.message.delta":
+        text = "".join(
+            (part.get("text") or {}).get("value") or ""
+            for part in payload["delta"].get("content") or []
+            if part.get("type") == "text"
+        )
+        return RunEvent(event, {"message_id": payload["id"], "text": text})
+    return RunEvent(event, payload)
+
+
+@translated_sync
+def last_run(thread_id: str) -> dict[str, Any] | None:
+    page = sync_client().beta.threads.runs.list(thread_id, limit=1, order="desc")
+    return page.data[0].to_dict() if page.data else None
+
+
+@translated
+async def retrieve_run(thread_id: str, run_id: str) -> dict[str, Any]:
+    run = await async_client().beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+    return run.to_dict()
+
+
+@translated
+async def cancel_run(thread_id: str, run_id: str) -> None:
+    # A run that ended meanwhile is a 400: there is nothing left to stop.
+    with contextlib.suppress(openai.BadRequestError):
+        await async_client().beta.threads.runs.cancel(run_id, thread_id=thread_id)
+
+
+@translated
+async def active_run_id(thread_id: str) -> str | None:
+    page = await async_client().beta.threads.runs.list(thread_id, limit=1, order="desc")
+    for run in page.data:
+        if run.status in ACTIVE_STATUSES:
+            return run.id
+    return None
+
+
+@translated
+async def search_step(thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+    """A run step with its file_search results listed (their text is not needed)."""
+    step = await async_client().beta.threads.runs.steps.retrieve(
+        step_id, thread_id=thread_id, run_id=run_id
+    )
+    return step.to_dict()
+
+
+# --- Files and vector stores ----------------------------------------------------------------------
+
+
+@translated
+async def upload_file(name: str, content: IO[bytes], content_type: str) -> str:
+    uploaded = await async_client().files.create(
+        file=(name, content, content_type), purpose="assistants"
+    )
+    return uploaded.id
+
+
+@translated
+async def delete_file(file_id: str) -> None:
+    with contextlib.suppress(openai.NotFoundError):
+        await async_client().files.delete(file_id)
+
+
+@translated
+async def file_info(file_id: str) -> dict[str, Any]:
+    return (await async_client().files.retrieve(file_id)).to_dict()
+
+
+@translated_sync
+def file_names(file_ids: set[str]) -> dict[str, str]:
+    names = {}
+    for file_id in file_ids:
+        try:
+            names[file_id] = sync_client().files.retrieve(file_id).filename
+        except openai.NotFoundError:
+            names[file_id] = "deleted file"
+    return names
+
+
+async def file_content(file_id: str, chunk_bytes: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """The file's bytes, streamed from the API as they arrive."""
+    try:
+        async with async_client().files.with_streaming_response.content(file_id) as response:
+            async for chunk in response.iter_bytes(chunk_bytes):
+                yield chunk
+    except openai.OpenAIError as error:
+        raise explain(error) from error
+
+
+@translated
+async def searchable_file_count(thread_id: str, assistant_id: str) -> int | None:
+    """How many files file_search looks through for this thread, or None if that is unknown."""
+    client = async_client()
+    thread = await client.beta.threads.retrieve(thread_id)
+    assistant = await client.beta.assistants.retrieve(assistant_id)
+    store_ids: set[str] = set()
+    for resources in (thread.tool_resources, assistant.tool_resources):
+        if resources is not None and resources.file_search is not None:
+            store_ids.update(resources.file_search.vector_store_ids or [])
+    total = 0
+    for store_id in store_ids:
+        store = await client.vector_stores.retrieve(store_id)
+        total += store.file_counts.completed
+    return total
+
+
+@translated
+async def wait_for_ingestion(
+    thread_id: str, file_ids: list[str], timeout: float, poll: float = 0.25
+) -> dict[str, str]:
+    """Wait until the thread's vector store has read the files; returns those it could not read.
+
+    OpenAI asked clients to do this before starting a run, so that file_search sees the files.
+    After `timeout` it returns what it knows: files still being read are not reported.
+    """
+    client = async_client()
+    thread = await client.beta.threads.retrieve(thread_id)
+    resources = thread.tool_resources
+    store_ids = (
+        resources.file_search.vector_store_ids or []
+        if resources is not None and resources.file_search is not None
+        else []
+    )
+    pending = {(store_id, file_id) for store_id in store_ids for file_id in file_ids}
+    failed: dict[str, str] = {}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pending:
+        for store_id, file_id in sorted(pending):
+            try:
+                entry = await client.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
+            except openai.NotFoundError:
+                pending.discard((store_id, file_id))
+                continue
+            if entry.status == "in_progress":
+                continue
+            pending.discard((store_id, file_id))
+            if entry.status == "failed":
+                error = entry.last_error
+                failed[file_id] = error.message if error is not None else "It could not be read."
+        if pending:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(poll)
+    return failed
+
+
+@translated
+async def failed_files(thread_id: str, file_ids: list[str]) -> dict[str, str]:
+    """The files among `file_ids` that the thread's vector store could not read, with why."""
+    client = async_client()
+    thread = await client.beta.threads.retrieve(thread_id)
+    resources = thread.tool_resources
+    if resources is None or resources.file_search is None:
+        return {}
+    failed = {}
+    for store_id in resources.file_search.vector_store_ids or []:
+        for file_id in file_ids:
+            try:
+                entry = await client.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
+            except openai.NotFoundError:
+                continue
+            if entry.status == "failed":
+                error = entry.last_error
+                failed[file_id] = error.message if error is not None else "It could not be read."
+    return failed

@@ -1,0 +1,142 @@
+"""The live answer's event stream: server-sent events of HTML fragments, resumable.
+
+A browser connects with the id of the last event it has (`Last-Event-ID`, which EventSource
+sends by itself when it reconnects), gets what it missed from the replay log, then follows live.
+Every event carries its `id:`. A live event that skips ahead (the channel layer dropped one for a
+slow reader) is filled in from the log; one already sent is skipped. Nothing here starts or
+changes a run: EventSource reconnects on its own, and a GET must never run anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from django.http import Http404
+
+from chat import replay
+from chat.access import aconversation_for
+from chat.relay import group_name
+from chat.rendering import sse_event
+
+HEARTBEAT_SECONDS = 15.0
+HEADERS = [
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    (b"Cache-Control", b"no-cache, no-store"),
+    # Proxies (nginx) would otherwise buffer the stream and deliver it in lumps.
+    (b"X-Accel-Buffering", b"no"),
+]
+
+
+def last_event_id(scope: dict[str, Any]) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"last-event-id":
+            with contextlib.suppress(ValueError):
+                return max(0, int(value.decode("latin-1").strip()))
+    return 0
+
+
+class RunEventsConsumer(AsyncHttpConsumer):
+    """GET /c/<conversation_id>/runs/<run_id>/events"""
+
+    async def handle(self, body: bytes) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.run_id: str = kwargs["run_id"]
+        self.last = last_event_id(self.scope)
+        self.group: str | None = None
+        self.heartbeat: asyncio.Task[None] | None = None
+        self.closed = False
+        if self.scope.get("method") != "GET":
+            await self.send_response(405, b"Method not allowed", headers=[(b"Allow", b"GET")])
+            raise StopConsumer()
+        try:
+            conversation = await aconversation_for(self.scope["user"], kwargs["conversation_id"])
+        except Http404:
+            await self.not_found()
+        meta = await replay.call(replay.meta, self.run_id)
+        if meta is None or meta.conversation_id != conversation.pk:
+            # Someone else's run, or one whose log has expired: either way, nothing to show.
+            await self.not_found()
+        assert meta is not None
+        if meta.end is not None and self.last >= meta.end:
+            # All seen. 204 tells EventSource not to reconnect.
+            await self.send_response(204, b"")
+            raise StopConsumer()
+
+        self.group = group_name(self.run_id)
+        # Join before reading the log: an event is in the log before it is published, so it is
+        # either in what we read or among what we receive.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_headers(status=200, headers=HEADERS)
+        await self.send_body(b": stream\n\n", more_body=True)
+        await self.catch_up()
+        if not self.closed:
+            self.heartbeat = asyncio.create_task(self.beat())
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        # The base class ends the consumer when handle() returns; a stream has to outlive it.
+        if "body" in message:
+            self.body.append(message["body"])
+        if not message.get("more_body"):
+            await self.handle(b"".join(self.body))
+            if self.closed:
+                raise StopConsumer()
+
+    async def not_found(self) -> None:
+        await self.send_response(
+            404, b"Not found", headers=[(b"Content-Type", b"text/plain; charset=utf-8")]
+        )
+        raise StopConsumer()
+
+    async def catch_up(self) -> None:
+        _, entries = await replay.call(replay.read_after, self.run_id, self.last)
+        for entry in entries:
+            await self.emit(entry.seq, entry.event, entry.data)
+            if self.closed:
+                return
+
+    async def run_event(self, message: dict[str, Any]) -> None:
+        """A live event from the relay, through the channel layer."""
+        if self.closed or message["seq"] <= self.last:
+            return
+        if message["seq"] > self.last + 1:
+            await self.catch_up()
+            if self.closed:
+                raise StopConsumer()
+            if message["seq"] <= self.last:
+                return
+        await self.emit(message["seq"], message["event"], message["data"])
+        if self.closed:
+            raise StopConsumer()
+
+    async def emit(self, seq: int, event: str, data: str) -> None:
+        self.last = seq
+        if event == "end":
+            await self.send_body(sse_event(seq, event, data), more_body=False)
+            await self.close()
+            return
+        await self.send_body(sse_event(seq, event, data), more_body=True)
+
+    async def close(self) -> None:
+        self.closed = True
+        await self.leave()
+
+    async def beat(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if not self.closed:
+                await self.send_body(b": keep-alive\n\n", more_body=True)
+
+    async def leave(self) -> None:
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+
+    async def disconnect(self) -> None:
+        self.closed = True
+        await self.leave()

@@ -1,0 +1,125 @@
+"""What the chat keeps of its own: assistants as admins set them up, and who owns which thread.
+
+Messages are not copied here: the Assistants API is their source of truth.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.utils import timezone
+
+
+class AssistantProfile(models.Model):
+    """An assistant as admins edit it, mirrored to a remote one on first use after a change."""
+
+    name = models.CharField(max_length=256)
+    description = models.TextField(blank=True)
+    assistant_id = models.CharField(
+        "remote assistant id",
+        max_length=128,
+        blank=True,
+        help_text="Filled in when the assistant is first used. Set it to mirror an existing one.",
+    )
+    model = models.CharField(max_length=256)
+    instructions = models.TextField(blank=True)
+    file_search = models.BooleanField(
+        default=True, help_text="Let the assistant search attached files and its knowledge."
+    )
+    published = models.BooleanField(default=False, help_text="Offered to people in the chat.")
+    groups = models.ManyToManyField(
+        Group, blank=True, help_text="Who may use it. None selected: everyone signed in."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The `updated_at` the remote assistant was last brought in line with.
+    synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def needs_sync(self) -> bool:
+        return not self.assistant_id or self.synced_at != self.updated_at
+
+    def mark_synced(self, assistant_id: str, version: object) -> None:
+        """Record the remote id; `update()`, so that `updated_at` stays what was synced."""
+        AssistantProfile.objects.filter(pk=self.pk).update(
+            assistant_id=assistant_id, synced_at=version
+        )
+        self.assistant_id = assistant_id
+        self.synced_at = version  # type: ignore[assignment]
+
+
+class Conversation(models.Model):
+    """One of a person's threads."""
+
+    TITLE_CHARS = 80
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    thread_id = models.CharField("remote thread id", max_length=128)
+    # SET_NULL: a thread stays readable after its assistant is deleted.
+    assistant = models.ForeignKey(
+        AssistantProfile,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    title = models.CharField(max_length=200)
+    # The run whose answer is streaming now, "" when none: what a reload reconnects to.
+    active_run_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Moves when a message is sent, so the list shows the threads in use first.
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @classmethod
+    def title_from(cls, text: str) -> str:
+        line = " ".join(text.split())
+        if len(line) <= cls.TITLE_CHARS:
+            return line or "New chat"
+        return line[: cls.TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+    def start_run(self, run_id: str) -> None:
+        self.active_run_id = run_id
+        self.updated_at = timezone.now()
+        self.save(update_fields=["active_run_id", "updated_at"])
+
+    @classmethod
+    def end_run(cls, conversation_id: int, run_id: str) -> None:
+        """The run's answer is over; leaves a newer run alone."""
+        cls.objects.filter(pk=conversation_id, active_run_id=run_id).update(active_run_id="")
+
+
+class Upload(models.Model):
+    """A file a person attached: lets the file route tell their uploads from anyone else's."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="uploads")
+    file_id = models.CharField("remote file id", max_length=128)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "file_id"], name="one_upload_per_file")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,290 @@
+"""Turning what the API says into HTML that is safe to put in the page.
+
+Assistant text is markdown (markdown-it-py, raw HTML off) and then sanitised (nh3), so neither
+the model's HTML, nor `javascript:` links, nor images from other hosts reach the page. Citations
+become numbered links to the cited page of the file, through the ownership-checked file route.
+While an answer streams, its text is only escaped and appended; `Checkpoints` says when to render
+markdown on the way, at doubling lengths, so the work stays linear in the answer's length.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import nh3
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
+
+ALLOWED_TAGS = {
+    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "img", "li", "ol", "p", "pre", "s", "strong", "table", "tbody", "td", "th", "thead", "tr",
+    "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "code": {"class"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+}
+CODE_CLASS = re.compile(r"language-[\w+#.-]{1,40}")
+# Citations are swapped for these before markdown and back after sanitising; the model's text
+# cannot forge one, since any such characters in it are dropped first.
+CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
+CITE_TOKEN = re.compile(f"{CITE_OPEN}(\\d+){CITE_CLOSE}")
+DOM_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def own_url(url: str) -> bool:
+    """A path on this site: the only images the page shows are the chat's own."""
+    parts = urlsplit(url)
+    return not parts.scheme and not parts.netloc and url.startswith("/")
+
+
+def keep_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "img" and attribute == "src":
+        return value if own_url(value) else None
+    if tag == "code" and attribute == "class":
+        return value if CODE_CLASS.fullmatch(value) else None
+    return value
+
+
+CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    attribute_filter=keep_attribute,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+    filter_style_properties={"text-align"},
+)
+
+
+def foreign_image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """Images from other hosts become links to them: the page never loads them."""
+    token = tokens[idx]
+    src = token.attrGet("src") or ""
+    alt = self.renderInlineAsText(token.children or [], options, env) or src
+    if own_url(src):
+        return self.image(tokens, idx, options, env)
+    return f'<a href="{html.escape(src)}">{html.escape(alt)}</a>'
+
+
+MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+MARKDOWN.enable(["table", "strikethrough"])
+MARKDOWN.add_render_rule("image", foreign_image_as_link)
+
+
+def markdown_html(text: str) -> SafeString:
+    return mark_safe(CLEANER.clean(MARKDOWN.render(text)))  # noqa: S308 (sanitised just now)
+
+
+def escape_text(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def dom_id(value: str) -> str:
+    """An API id as an HTML id that is also a plain CSS selector."""
+    return DOM_UNSAFE.sub("-", value)
+
+
+# --- Messages -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Footnote:
+    number: int
+    name: str
+    page: int | None
+    quote: str
+    url: str
+
+
+@dataclass
+class Attachment:
+    name: str
+    url: str
+
+
+@dataclass
+class MessageView:
+    dom_id: str
+    role: str
+    html: SafeString
+    footnotes: list[Footnote] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    incomplete: bool = False
+
+
+def file_url(conversation_id: int, file_id: str, page: int | None = None) -> str:
+    url = reverse("chat:file", args=[conversation_id, file_id])
+    return f"{url}#page={page}" if page else url
+
+
+def citation(annotation: dict[str, Any]) -> tuple[str, str, int | None, str]:
+    """(file id, name, page, quote) of a file_citation; quote and page are our engine's extras."""
+    cited = annotation.get("file_citation") or {}
+    page = cited.get("page", annotation.get("page"))
+    return (
+        str(cited.get("file_id", "")),
+        str(cited.get("file_name") or ""),
+        page if isinstance(page, int) else None,
+        str(cited.get("quote") or annotation.get("quote") or ""),
+    )
+
+
+def cited_text(
+    text: str,
+    annotations: list[dict[str, Any]],
+    conversation_id: int,
+    names: dict[str, str],
+    first_number: int = 1,
+) -> tuple[SafeString, list[Footnote]]:
+    """Markdown with each citation marker replaced by a numbered link, and the footnotes."""
+    text = text.replace(CITE_OPEN, "").replace(CITE_CLOSE, "")
+    footnotes: list[Footnote] = []
+    numbers: dict[tuple[str, int | None, str], int] = {}
+    spans = []
+    for annotation in annotations:
+        if annotation.get("type") != "file_citation":
+            continue
+        start, end = annotation.get("start_index"), annotation.get("end_index")
+        marker = annotation.get("text") or ""
+        if not (isinstance(start, int) and isinstance(end, int) and text[start:end] == marker):
+            start = text.find(marker) if marker else -1
+            end = start + len(marker)
+        if start < 0 or not marker:
+            continue
+        file_id, name, page, quote = citation(annotation)
+        key = (file_id, page, quote)
+        if key not in numbers:
+            numbers[key] = first_number + len(footnotes)
+            footnotes.append(
+                Footnote(
+                    number=numbers[key],
+                    name=name or names.get(file_id, "a file"),
+                    page=page,
+                    quote=quote,
+                    url=file_url(conversation_id, file_id, page),
+                )
+            )
+        spans.append((start, end, numbers[key]))
+    # Replace from the end, so earlier offsets stay right; overlapping markers are dropped.
+    limit = len(text)
+    for start, end, number in sorted(spans, reverse=True):
+        if end > limit:
+            continue
+        text = f"{text[:start]}{CITE_OPEN}{number}{CITE_CLOSE}{text[end:]}"
+        limit = start
+    rendered = markdown_html(text)
+    by_number = {note.number: note for note in footnotes}
+
+    def link(match: re.Match[str]) -> str:
+        note = by_number[int(match.group(1))]
+        where = f"{note.name}, page {note.page}" if note.page else note.name
+        return (
+            f'<sup class="cite"><a href="{html.escape(note.url)}" target="_blank" '
+            f'title="{html.escape(where)}">{note.number}</a></sup>'
+        )
+
+    return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes  # noqa: S308
+
+
+def cited_file_ids(messages: list[dict[str, Any]]) -> set[str]:
+    """Files that citations or attachments in these messages name, to look their names up."""
+    ids = set()
+    for message in messages:
+        for attachment in message.get("attachments") or []:
+            ids.add(attachment["file_id"])
+        for part in message.get("content") or []:
+            for annotation in (part.get("text") or {}).get("annotations") or []:
+                file_id, name, _, _ = citation(annotation)
+                if file_id and not name:
+                    ids.add(file_id)
+    return ids
+
+
+def message_view(
+    message: dict[str, Any],
+    conversation_id: int,
+    names: dict[str, str],
+) -> MessageView:
+    role = message.get("role", "assistant")
+    pieces: list[str] = []
+    footnotes: list[Footnote] = []
+    for part in message.get("content") or []:
+        if part.get("type") == "text":
+            text = part["text"].get("value", "")
+            if role == "user":
+                pieces.append(escape_text(text))
+                continue
+            annotations = part["text"].get("annotations") or []
+            body, notes = cited_text(
+                text, annotations, conversation_id, names, first_number=len(footnotes) + 1
+            )
+            pieces.append(body)
+            footnotes.extend(notes)
+        elif part.get("type") == "image_file":
+            url = html.escape(file_url(conversation_id, part["image_file"]["file_id"]))
+            pieces.append(f'<p><img src="{url}" alt="Image from the assistant"></p>')
+        elif part.get("type") == "refusal":
+            pieces.append(f"<p>{escape_text(part.get('refusal', ''))}</p>")
+    attachments = [
+        Attachment(
+            name=names.get(a["file_id"], "attached file"),
+            url=file_url(conversation_id, a["file_id"]),
+        )
+        for a in message.get("attachments") or []
+    ]
+    return MessageView(
+        dom_id=f"m-{dom_id(message.get('id', ''))}",
+        role=role,
+        html=mark_safe("".join(pieces)),  # noqa: S308 (each piece is escaped or sanitised)
+        footnotes=footnotes,
+        attachments=attachments,
+        incomplete=message.get("status") == "incomplete",
+    )
+
+
+# --- While an answer streams ----------------------------------------------------------------------
+
+
+class Checkpoints:
+    """When to re-render a streaming answer as markdown: at ends of blocks, at doubling lengths.
+
+    Each checkpoint renders the text so far, and the next one waits until the text has doubled,
+    so all checkpoints together render fewer than twice the answer's characters: linear, not
+    quadratic. Between checkpoints the unfinished block streams as escaped text after them.
+    """
+
+    FIRST = 160
+
+    def __init__(self) -> None:
+        self.next_at = self.FIRST
+
+    def due(self, text: str) -> int:
+        """The length of the prefix to render now (a block boundary outside code), or 0."""
+        if len(text) < self.next_at:
+            return 0
+        # Looked at once per doubling, found or not: the scans are linear in total too.
+        self.next_at = 2 * len(text)
+        boundary = text.rfind("\n\n")
+        if boundary > 0 and text.count("```", 0, boundary) % 2:
+            # Inside a code block: end before the fence that opened it.
+            boundary = text.rfind("\n\n", 0, text.rfind("```", 0, boundary))
+        return boundary + 2 if boundary > 0 else 0
+
+
+# --- SSE ------------------------------------------------------------------------------------------
+
+
+def sse_event(seq: int, event: str, data: str) -> bytes:
+    """One server-sent event; every line of the data gets its own `data:` field."""
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {seq}\nevent: {event}\n{body}\n".encode()

@@ -1,0 +1,219 @@
+"""Attachments: which files the chat accepts (judged by their content, not their name), and who
+may download which file again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import Http404, HttpRequest
+
+from chat import assistants_api as api
+from chat.access import aconversation_for
+from chat.models import Upload
+
+CHUNK = 1024 * 1024
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@dataclass(frozen=True)
+class Kind:
+    label: str
+    content_type: str
+
+
+# What a name promises; the content must then keep the promise.
+KINDS = {
+    ".pdf": Kind("PDF", PDF),
+    ".txt": Kind("text", "text/plain"),
+    ".md": Kind("Markdown", "text/markdown"),
+    ".markdown": Kind("Markdown", "text/markdown"),
+    ".html": Kind("HTML", "text/html"),
+    ".htm": Kind("HTML", "text/html"),
+    ".json": Kind("JSON", "application/json"),
+    ".docx": Kind("Word", DOCX),
+}
+ACCEPT = ",".join(KINDS)
+TYPES_TEXT = "PDF, text, Markdown, HTML, JSON or Word (.docx)"
+
+
+class Refused(Exception):
+    """A file the chat will not take; the message says which and why."""
+
+
+def human_size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            value = size / scale
+            return (
+                f"{value:.0f} {unit}"
+                if value >= 10 or value.is_integer()
+                else f"{value:.1f} {unit}"
+            )
+    return f"{size} bytes"
+
+
+def limits_text() -> str:
+    return (
+        f"{TYPES_TEXT}; up to {human_size(settings.CHAT_MAX_UPLOAD_BYTES)} each, "
+        f"{settings.CHAT_MAX_FILES} at most"
+    )
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Skips a file as soon as it is over the size limit, so it is never stored whole."""
+
+    def __init__(self, request: HttpRequest | None = None) -> None:
+        super().__init__(request)
+        self.limit = settings.CHAT_MAX_UPLOAD_BYTES
+        self.too_large: list[tuple[str, int]] = []
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.limit:
+            self.too_large.append((clean_name(self.file_name or ""), start + len(raw_data)))
+            raise SkipFile()
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler keeps the file
+
+
+def too_large_message(name: str) -> str:
+    limit = human_size(settings.CHAT_MAX_UPLOAD_BYTES)
+    return f"{name} is larger than {limit}, the limit for one file."
+
+
+def clean_name(name: str) -> str:
+    """The file's own name: no folders, no control characters, not absurdly long."""
+    name = os.path.basename(name.replace("\\", "/"))
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if len(name) > 200:
+        stem, suffix = os.path.splitext(name)
+        name = stem[: 200 - len(suffix)] + suffix
+    return name or "file"
+
+
+@dataclass
+class CheckedFile:
+    name: str
+    size: int
+    content_type: str
+    file: IO[bytes]
+
+
+def check(uploaded: UploadedFile) -> CheckedFile:
+    name = clean_name(uploaded.name or "")
+    suffix = os.path.splitext(name)[1].lower()
+    kind = KINDS.get(suffix)
+    if kind is None:
+        raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
+    size = uploaded.size or 0
+    if size > settings.CHAT_MAX_UPLOAD_BYTES:
+        raise Refused(too_large_message(name))
+    if size == 0:
+        raise Refused(f"{name} is empty.")
+    uploaded.seek(0)
+    if kind.content_type == PDF:
+        check_pdf(name, uploaded)
+    elif kind.content_type == DOCX:
+        check_docx(name, uploaded)
+    else:
+        check_text(name, uploaded, kind)
+    uploaded.seek(0)
+    return CheckedFile(name, size, kind.content_type, uploaded)
+
+
+def check_pdf(name: str, file: IO[bytes]) -> None:
+    # PDF readers accept the header anywhere in the first 1,024 bytes.
+    if b"%PDF-" not in file.read(1024):
+        raise Refused(f"{name} is not a PDF: its content is something else.")
+    file.seek(0)
+    # An encrypted PDF names its /Encrypt dictionary in the trailer, which is never compressed.
+    previous = b""
+    while chunk := file.read(CHUNK):
+        if b"/Encrypt" in previous[-16:] + chunk:
+            raise Refused(
+                f"{name} is encrypted (password-protected), so it cannot be read. "
+                "Save a copy without the password and attach that."
+            )
+        previous = chunk
+
+
+def check_docx(name: str, file: IO[bytes]) -> None:
+    refused = Refused(f"{name} is not a Word (.docx) document: its content is something else.")
+    if file.read(4) != b"PK\x03\x04":
+        raise refused
+    file.seek(0)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            if "word/document.xml" not in archive.namelist():
+                raise refused
+    except zipfile.BadZipFile:
+        raise refused from None
+
+
+def check_text(name: str, file: IO[bytes], kind: Kind) -> None:
+    refused = Refused(f"{name} is not {kind.label} text: its content is binary.")
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    text: list[str] = []
+    try:
+        while chunk := file.read(CHUNK):
+            if b"\x00" in chunk:
+                raise refused
+            piece = decoder.decode(chunk)
+            if kind.content_type == "application/json":
+                text.append(piece)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise refused from None
+    if kind.content_type == "application/json":
+        try:
+            json.loads("".join(text))
+        except ValueError:
+            raise Refused(f"{name} is not valid JSON.") from None
+
+
+# --- Downloading again ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Downloadable:
+    name: str
+
+
+async def file_for(user: Any, conversation_id: int, file_id: str) -> Downloadable:
+    """A file the user may open from this conversation: one they attached, or one it cites.
+
+    Anything else, including files of other people's conversations, is a 404.
+    """
+    conversation = await aconversation_for(user, conversation_id)
+    upload = await Upload.objects.filter(conversation=conversation, file_id=file_id).afirst()
+    if upload is not None:
+        return Downloadable(upload.name)
+    try:
+        if await api.thread_cites_file(conversation.thread_id, file_id):
+            return Downloadable(str((await api.file_info(file_id))["filename"]))
+    except api.NotFound:
+        pass
+    raise Http404("No such file in this conversation.")
+
+
+def sniff_type(head: bytes) -> str | None:
+    """The types the file route serves inline; anything else is a download."""
+    if head.startswith(b"%PDF-"):
+        return PDF
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return None

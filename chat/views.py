@@ -1,0 +1,355 @@
+"""The chat's pages and forms: thin views over `conversations`, `uploads` and the templates.
+
+Views that touch a conversation load it with `access.conversation_for` (id and owner, else 404).
+The views that wait on the Assistants API for long, or start a streaming run, are async; the
+rest are plain sync views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from chat import assistants_api as api
+from chat import conversations, uploads
+from chat.access import aconversation_for, assistants_for, conversation_for, conversations_of
+from chat.forms import RenameForm, SignupForm, Submission, read_submission
+from chat.models import Conversation
+from chat.relay import RunView
+
+PAGE = "chat/conversation.html"
+THREAD_LIST_SIZE = 100
+
+
+@dataclass
+class Composer:
+    """The message box as the template shows it."""
+
+    action: str
+    text: str = ""
+    errors: list[str] = field(default_factory=list)
+    running: bool = False
+    conversation: Conversation | None = None
+    assistants: list[Any] = field(default_factory=list)
+    assistant_id: int | None = None
+    limits: str = field(default_factory=uploads.limits_text)
+    accept: str = uploads.ACCEPT
+    max_chars: int = field(default_factory=lambda: settings.CHAT_MAX_MESSAGE_CHARS)
+    max_bytes: int = field(default_factory=lambda: settings.CHAT_MAX_UPLOAD_BYTES)
+    max_files: int = field(default_factory=lambda: settings.CHAT_MAX_FILES)
+
+    @property
+    def max_chars_text(self) -> str:
+        return f"{self.max_chars:,}"
+
+
+def composer_for(
+    user: Any, conversation: Conversation | None, submission: Submission | None = None
+) -> Composer:
+    if conversation is None:
+        composer = Composer(action=reverse("chat:send_new"))
+        composer.assistants = list(assistants_for(user))
+        chosen = submission.profile if submission else None
+        composer.assistant_id = chosen.pk if chosen else None
+    else:
+        composer = Composer(action=reverse("chat:send", args=[conversation.pk]))
+        composer.conversation = conversation
+        composer.running = bool(conversation.active_run_id)
+    if submission is not None:
+        composer.text = submission.text
+        composer.errors = submission.errors
+    return composer
+
+
+def live_run(conversation: Conversation | None) -> RunView | None:
+    if conversation is None or not conversation.active_run_id:
+        return None
+    return RunView(conversation.pk, conversation.active_run_id)
+
+
+def page_context(
+    request: HttpRequest, conversation: Conversation | None, **extra: Any
+) -> dict[str, Any]:
+    search = request.GET.get("q", "")
+    return {
+        "conversation": conversation,
+        # The most recent; search finds the rest.
+        "conversations": conversations_of(request.user, search)[:THREAD_LIST_SIZE],
+        "search": search,
+        "composer": composer_for(request.user, conversation),
+        "live": live_run(conversation),
+        **extra,
+    }
+
+
+# --- Pages ----------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """A new chat: the assistant picker and an empty message box."""
+    return render(request, PAGE, page_context(request, None))
+
+
+@login_required
+@require_GET
+def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_for(request.user, conversation_id)
+    conversations.forget_lost_run(conversation)
+    older_than = request.GET.get("older") or None
+    try:
+        history = conversations.history(conversation, older_than)
+    except api.AssistantsError as error:
+        context = page_context(request, conversation, history=None, history_error=str(error))
+        return render(request, PAGE, context, status=503)
+    if request.htmx and older_than:
+        return render(request, f"{PAGE}#older", {"conversation": conversation, "history": history})
+    return render(request, PAGE, page_context(request, conversation, history=history))
+
+
+@login_required
+@require_GET
+def thread_list(request: HttpRequest) -> HttpResponse:
+    """The thread list, filtered by the search box."""
+    return render(request, f"{PAGE}#thread_list", page_context(request, None))
+
+
+# --- Sending --------------------------------------------------------------------------------------
+
+
+@csrf_exempt  # checked by `_send`, once the upload handlers are in place
+@login_required
+@require_POST
+async def send(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    # Before anything reads the body: files over the limit are skipped, never stored whole.
+    request.upload_handlers.insert(0, uploads.LimitedUploadHandler(request))
+    # Parsing a large multipart body is blocking work; keep it off the event loop.
+    await sync_to_async(lambda: request.POST)()
+    return await _send(request, conversation_id)
+
+
+@csrf_protect
+async def _send(request: HttpRequest, conversation_id: int | None) -> HttpResponse:
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id) if conversation_id else None
+    submission = await sync_to_async(read_submission)(request, user, conversation is None)
+    if submission.errors:
+        return await composer_response(request, user, conversation, submission)
+    try:
+        sent = await conversations.send(
+            user, conversation, submission.profile, submission.text, submission.files
+        )
+    except conversations.Refused as refused:
+        submission.errors.append(str(refused))
+        return await composer_response(request, user, conversation, submission)
+    url = reverse("chat:conversation", args=[sent.conversation.pk])
+    if not request.htmx:
+        return redirect(url)
+    if conversation is None:
+        return await new_conversation_response(request, sent, url)
+    return await sync_to_async(render)(
+        request,
+        f"{PAGE}#sent",
+        {
+            "composer": composer_for(user, sent.conversation),
+            "message": sent.message,
+            "live": RunView(sent.conversation.pk, sent.run_id),
+            "conversation": sent.conversation,
+        },
+    )
+
+
+async def new_conversation_response(
+    request: HttpRequest, sent: conversations.Sent, url: str
+) -> HttpResponse:
+    """The new thread's whole page, in place of the new-chat page, without a second request."""
+
+    def build() -> HttpResponse:
+        assert sent.message is not None
+        history = conversations.History([sent.message], older=None)
+        context = page_context(request, sent.conversation, history=history, as_fragment=True)
+        context["live"] = RunView(sent.conversation.pk, sent.run_id)
+        response = render(request, f"{PAGE}#app", context)
+        response["HX-Retarget"] = "#app"
+        response["HX-Reswap"] = "outerHTML"
+        response["HX-Push-Url"] = url
+        return response
+
+    return await sync_to_async(build)()
+
+
+async def composer_response(
+    request: HttpRequest,
+    user: Any,
+    conversation: Conversation | None,
+    submission: Submission,
+) -> HttpResponse:
+    """The message box again, with the person's text and what was wrong."""
+
+    def build() -> HttpResponse:
+        composer = composer_for(user, conversation, submission)
+        if request.htmx:
+            return render(request, f"{PAGE}#composer", {"composer": composer})
+        context = page_context(request, conversation, composer=composer)
+        if conversation is not None:
+            try:
+                context["history"] = conversations.history(conversation)
+            except api.AssistantsError as error:
+                context["history_error"] = str(error)
+        return render(request, PAGE, context)
+
+    return await sync_to_async(build)()
+
+
+async def problem_response(
+    request: HttpRequest, conversation: Conversation, error: str
+) -> HttpResponse:
+    """Why an action on the conversation failed, shown above its messages."""
+
+    def build() -> HttpResponse:
+        if request.htmx:
+            response = render(request, f"{PAGE}#alerts", {"errors": [error]})
+            response["HX-Retarget"] = "#alerts"
+            response["HX-Reswap"] = "outerHTML"
+            return response
+        context = page_context(request, conversation, errors=[error])
+        try:
+            context["history"] = conversations.history(conversation)
+        except api.AssistantsError as history_error:
+            context["history_error"] = str(history_error)
+        return render(request, PAGE, context)
+
+    return await sync_to_async(build)()
+
+
+@login_required
+@require_POST
+async def retry(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    try:
+        sent = await conversations.retry(user, conversation)
+    except conversations.Refused as refused:
+        return await problem_response(request, conversation, str(refused))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation.pk)
+    return await sync_to_async(render)(
+        request,
+        f"{PAGE}#restarted",
+        {
+            "composer": composer_for(user, sent.conversation),
+            "live": RunView(sent.conversation.pk, sent.run_id),
+        },
+    )
+
+
+@login_required
+@require_POST
+async def stop(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    try:
+        await conversations.stop(conversation)
+    except conversations.Refused as refused:
+        return await problem_response(request, conversation, str(refused))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation.pk)
+    # The live stream shows the run ending; nothing else changes here.
+    return HttpResponse(status=204)
+
+
+# --- Renaming and deleting ------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_for(request.user, conversation_id)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        conversations.rename(conversation, form.cleaned_data["title"])
+    if not request.htmx:
+        return redirect("chat:conversation", conversation.pk)
+    return render(request, f"{PAGE}#renamed", {"conversation": conversation})
+
+
+@login_required
+@require_POST
+async def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    try:
+        await conversations.delete(conversation)
+    except conversations.Refused as refused:
+        return await problem_response(request, conversation, str(refused))
+    home_url = reverse("chat:home")
+    return HttpResponseClientRedirect(home_url) if request.htmx else redirect(home_url)
+
+
+# --- Files ----------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+async def file(request: HttpRequest, conversation_id: int, file_id: str) -> HttpResponse:
+    """A file of the conversation, streamed from the API: PDFs and images open in the browser,
+    anything else downloads, and none of it can run script on this site."""
+    user = await request.auser()
+    found = await uploads.file_for(user, conversation_id, file_id)
+    chunks = api.file_content(file_id)
+    try:
+        head = await anext(chunks, b"")
+    except api.NotFound:
+        raise Http404("No such file.") from None
+    except api.AssistantsError as error:
+        await chunks.aclose()
+        return HttpResponse(str(error), status=503, content_type="text/plain; charset=utf-8")
+    inline_type = uploads.sniff_type(head)
+
+    async def body() -> Any:
+        try:
+            yield head
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    response = StreamingHttpResponse(body(), content_type=inline_type or "application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=inline_type is None, filename=found.name
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    if inline_type != uploads.PDF:
+        # Browsers' PDF viewers refuse sandboxed documents; everything else gets the sandbox.
+        response["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'"
+    return response
+
+
+# --- Accounts -------------------------------------------------------------------------------------
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.SIGNUP_ENABLED:
+        raise Http404("Sign-up is off.")
+    if request.user.is_authenticated:
+        return redirect("chat:home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:home")
+    return render(request, "chat/signup.html", {"form": form})

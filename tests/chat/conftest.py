@@ -1,0 +1,369 @@
+"""The chat against the real product: a live Threadline server (chat pages and engine in one
+process) whose model API is the scripted fake, driven over HTTP like a browser would.
+
+The server has its own SQLite database, so people and assistant profiles are made in it with
+`manage.py shell` subprocesses, once per session; each test takes assistants of its own from a
+pool, each on a model name of its own, so scripted turns never leak between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.conftest import model_env
+from tests.fake_model import FakeModelServer
+from tests.servers import ROOT, ThreadlineServer
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "pdf"
+PASSWORD = "a-long-test-password-42"
+POOL = 150
+# Small, so that the server-side size check runs on small files; the browser test shows the
+# 600 MB case, which the page refuses before uploading anything.
+UPLOAD_LIMIT = 2 * 1024 * 1024
+
+
+def manage(server: ThreadlineServer, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def shell(server: ThreadlineServer, code: str) -> Any:
+    """Run Python in the server's environment; it prints one JSON value, returned here."""
+    out = manage(server, "shell", "--no-imports", "-c", code)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+SETUP = """
+import json
+from django.contrib.auth.models import User
+from chat.models import AssistantProfile
+for name in ("owner", "other"):
+    User.objects.create_user(name, password={password!r})
+User.objects.create_superuser("admin", password={password!r})
+ids = [
+    AssistantProfile.objects.create(
+        name=f"Scripted {{i}}", model=f"scripted-{{i}}", published=True
+    ).pk
+    for i in range({pool})
+]
+print(json.dumps(ids))
+"""
+
+
+@dataclass
+class ChatServer:
+    server: ThreadlineServer
+    profiles: Iterator[tuple[int, str]]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def assistant(self) -> tuple[int, str]:
+        """A published assistant profile of the test's own: (profile id, model name)."""
+        return next(self.profiles)
+
+
+def start_chat_server(extra_env: dict[str, str] | None = None) -> ThreadlineServer:
+    server = ThreadlineServer(env=extra_env or {})
+    server.migrate()
+    manage(server, "collectstatic", "--noinput", "-v0")
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def chat_model() -> Iterator[FakeModelServer]:
+    """The chat's own scripted model API: what it records is none of the engine tests' business."""
+    server = FakeModelServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chat_server(chat_model: FakeModelServer) -> Iterator[ChatServer]:
+    env = {**model_env(chat_model), "THREADLINE_CHAT_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
+    server = start_chat_server(env)
+    try:
+        ids = shell(server, SETUP.format(password=PASSWORD, pool=POOL))
+        profiles = ((pk, f"scripted-{i}") for i, pk in enumerate(ids))
+        yield ChatServer(server, iter(profiles))
+    finally:
+        server.stop()
+
+
+# --- A browser-like HTTP client -------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    id: int
+    event: str
+    data: str
+    at: float
+
+
+@dataclass
+class Sent:
+    response: httpx2.Response
+    conversation_id: int | None = None
+    events_url: str | None = None
+
+
+class ChatClient:
+    """Session cookies, CSRF and htmx headers, as the page's own requests carry them."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx2.Client(base_url=base_url, timeout=30, follow_redirects=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def login(self, username: str, password: str = PASSWORD) -> None:
+        self.http.get("/accounts/login/")
+        response = self.http.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.http.cookies["csrftoken"],
+            },
+        )
+        assert response.status_code == 302, response.text
+
+    def headers(self, htmx: bool = True) -> dict[str, str]:
+        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
+        if htmx:
+            headers["HX-Request"] = "true"
+        return headers
+
+    def get(self, url: str, **kwargs: Any) -> httpx2.Response:
+        return self.http.get(url, **kwargs)
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx2.Response:
+        if "csrftoken" not in self.http.cookies:
+            self.http.get("/")
+        return self.http.post(url, data=data or {}, headers=self.headers(), **kwargs)
+
+    def send(
+        self,
+        text: str,
+        *,
+        assistant: int | None = None,
+        conversation_id: int | None = None,
+        files: list[tuple[str, bytes, str]] | None = None,
+    ) -> Sent:
+        """Send as the page does (htmx); the answer streams from `events_url`."""
+        url = f"/c/{conversation_id}/send" if conversation_id else "/c/new/send"
+        data = {"text": text}
+        if assistant is not None:
+            data["assistant"] = str(assistant)
+        upload = [("files", (name, content, kind)) for name, content, kind in files or []]
+        response = self.post(url, data, files=upload or None)
+        sent = Sent(response, conversation_id, events_url(response.text))
+        if response.headers.get("HX-Push-Url"):  # a new thread's page
+            sent.conversation_id = int(response.headers["HX-Push-Url"].split("/")[2])
+        return sent
+
+    def events(
+        self,
+        url: str,
+        *,
+        last_event_id: int | None = None,
+        stop_after: int | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, list[Event]]:
+        """Read the stream until its end (or `stop_after` events); (status, events)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        events: list[Event] = []
+        start = time.monotonic()
+        with self.http.stream("GET", url, headers=headers, timeout=timeout) as response:
+            if response.status_code != 200:
+                return response.status_code, events
+            fields: dict[str, list[str]] = {}
+            for line in response.iter_lines():
+                if line == "":
+                    if "id" in fields:
+                        events.append(
+                            Event(
+                                int(fields["id"][0]),
+                                fields.get("event", ["message"])[0],
+                                "\n".join(fields.get("data", [])),
+                                time.monotonic() - start,
+                            )
+                        )
+                        if events[-1].event == "end" or len(events) == stop_after:
+                            break
+                    fields = {}
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                fields.setdefault(name, []).append(value.removeprefix(" "))
+            return response.status_code, events
+
+
+def events_url(html: str) -> str | None:
+    found = re.search(r'sse-connect="([^"]+)"', html)
+    return found.group(1) if found else None
+
+
+def text_of(html: str) -> str:
+    """The visible text of a fragment, roughly: tags dropped, entities left alone."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.fixture
+def owner(chat_server: ChatServer) -> Iterator[ChatClient]:
+    """The person whose threads the test is about."""
+    client = ChatClient(chat_server.url)
+    client.login("owner")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def other(chat_server: ChatServer) -> Iterator[ChatClient]:
+    """Someone else, signed in too: must never see the owner's threads, runs or files."""
+    client = ChatClient(chat_server.url)
+    client.login("other")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def assistant(chat_server: ChatServer) -> tuple[int, str]:
+    return chat_server.assistant()
+
+
+@dataclass
+class Scripted:
+    """An assistant of the test's own and the model server that answers for it."""
+
+    profile_id: int
+    model: str
+    model_server: FakeModelServer
+    turns: list[Any] = field(default_factory=list)
+
+    def script(self, *turns: Any) -> None:
+        self.model_server.script(self.model, list(turns))
+
+
+@pytest.fixture
+def scripted(assistant: tuple[int, str], chat_model: FakeModelServer) -> Scripted:
+    return Scripted(assistant[0], assistant[1], chat_model)
+
+
+def corpus(name: str) -> bytes:
+    return Path(CORPUS / name).read_bytes()
+
+
+# --- Real Chromium --------------------------------------------------------------------------------
+
+# Debian's Chromium; THREADLINE_CHROMIUM points elsewhere (or nowhere, to see the skip).
+CHROMIUM = Path(os.environ.get("THREADLINE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+NO_CHROMIUM = "Chromium not installed: apt-get install chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+_skipped_browser_tests: list[str] = []
+
+
+# Module scope: Playwright's sync API runs an event loop in this thread while it lives, which
+# would break asyncio.run() (and even ast.parse) in the tests that come after.
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Browser:
+    """One person's browser: a context of its own (cookies), signed in, with a page."""
+
+    def __init__(self, chromium: Any, base_url: str, test_name: str) -> None:
+        viewport = {"width": 1280, "height": 860}
+        self.context = chromium.new_context(base_url=base_url, viewport=viewport)
+        self.page = self.context.new_page()
+        self.test_name = test_name
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def login(self, username: str) -> None:
+        self.page.goto("/accounts/login/")
+        self.page.get_by_label("Username").fill(username)
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url("**/")
+
+    def shot(self, name: str) -> Path:
+        path = ARTIFACTS / f"{self.test_name}--{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def browser(
+    chromium: Any, chat_server: ChatServer, request: pytest.FixtureRequest
+) -> Iterator[Browser]:
+    """The owner's browser, signed in."""
+    session = Browser(chromium, chat_server.url, request.node.name)
+    session.login("owner")
+    yield session
+    session.shot("last")
+    session.close()
+    assert session.errors == [], "JavaScript errors in the page"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if CHROMIUM.exists():
+        return
+    for item in items:
+        if item.get_closest_marker("browser"):
+            _skipped_browser_tests.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped_browser_tests:
+        terminalreporter.write_line(
+            f"Skipped {len(_skipped_browser_tests)} browser tests: {NO_CHROMIUM}", yellow=True
+        )

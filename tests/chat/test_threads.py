@@ -1,0 +1,111 @@
+"""The thread list and what one does with a thread: titles, order, search, rename, delete, and
+reading a long one page by page."""
+
+from __future__ import annotations
+
+import re
+
+import openai
+
+from tests.chat.conftest import ChatClient, ChatServer, Scripted, shell
+from tests.fake_model import Reply
+from tests.servers import ENGINE_KEY
+
+
+def converse(
+    owner: ChatClient, scripted: Scripted, text: str, conversation_id: int | None = None
+) -> int:
+    sent = owner.send(text, assistant=scripted.profile_id, conversation_id=conversation_id)
+    assert sent.events_url and sent.conversation_id, sent.response.text
+    owner.events(sent.events_url)
+    return sent.conversation_id
+
+
+def thread_titles(html: str) -> list[str]:
+    nav = html[html.index('aria-label="Threads"') :]
+    nav = nav[: nav.index("</nav>")]
+    return re.findall(r'<a href="/c/\d+/"[^>]*>([^<]*)</a>', nav)
+
+
+def test_threads_are_titled_from_the_first_message_newest_first(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    scripted.script(Reply("a"), Reply("b"), Reply("c"))
+    first = converse(owner, scripted, "Alpha question about   spacing\nand lines")
+    converse(owner, scripted, "Beta question")
+    titles = thread_titles(owner.get("/").text)
+    assert titles.index("Beta question") < titles.index("Alpha question about spacing and lines")
+    # A new message moves a thread to the top; its title stays.
+    converse(owner, scripted, "A follow-up", conversation_id=first)
+    titles = thread_titles(owner.get("/").text)
+    assert titles.index("Alpha question about spacing and lines") < titles.index("Beta question")
+
+
+def test_long_first_message_makes_a_short_title(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(Reply("ok"))
+    converse(owner, scripted, "word " * 100)
+    title = thread_titles(owner.get("/").text)[0]
+    assert len(title) <= 80 and title.endswith("…")
+
+
+def test_search_filters_threads_by_title(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(Reply("ok"), Reply("ok"))
+    converse(owner, scripted, "Zebra facts please")
+    converse(owner, scripted, "Something else")
+    fragment = owner.get("/threads?q=zebra").text
+    assert thread_titles(f'aria-label="Threads">{fragment}</nav>') == ["Zebra facts please"]
+    page = owner.get("/?q=nothing-like-this").text
+    assert "No threads match" in page
+
+
+def test_rename_changes_the_title_everywhere(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(Reply("ok"))
+    conversation = converse(owner, scripted, "Original title")
+    response = owner.post(f"/c/{conversation}/rename", {"title": "  Better   <title>  "})
+    assert response.status_code == 200
+    assert "<h1>Better &lt;title&gt;</h1>" in response.text
+    assert 'hx-swap-oob="true"' in response.text  # the thread list follows
+    assert "Better &lt;title&gt;" in thread_titles(owner.get("/").text)
+
+
+def test_delete_removes_the_thread_and_its_remote_thread(
+    owner: ChatClient, scripted: Scripted, chat_server: ChatServer
+) -> None:
+    scripted.script(Reply("ok"))
+    conversation = converse(owner, scripted, "Delete me")
+    thread_id = shell(
+        chat_server.server,
+        "import json; from chat.models import Conversation; "
+        f"print(json.dumps(Conversation.objects.get(pk={conversation}).thread_id))",
+    )
+    response = owner.post(f"/c/{conversation}/delete")
+    assert response.headers["HX-Redirect"] == "/"
+    assert owner.get(f"/c/{conversation}/").status_code == 404
+    assert "Delete me" not in thread_titles(owner.get("/").text)
+    with openai.OpenAI(base_url=chat_server.server.api_url, api_key=ENGINE_KEY) as client:
+        try:
+            client.beta.threads.retrieve(thread_id)
+        except openai.NotFoundError:
+            pass
+        else:
+            raise AssertionError("the remote thread should be gone")
+
+
+def test_long_threads_load_older_messages_on_demand(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(*[Reply(f"answer {i}") for i in range(12)])
+    conversation = converse(owner, scripted, "question 0")
+    for i in range(1, 12):
+        converse(owner, scripted, f"question {i}", conversation_id=conversation)
+    page = owner.get(f"/c/{conversation}/").text
+    messages = page[page.index('id="messages"') :]
+    assert "question 11" in messages and ">question 0<" not in messages
+    older = re.search(r'hx-get="(/c/\d+/\?older=[^"]+)"', page)
+    assert older, "a link to older messages"
+    fragment = owner.get(older.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"}).text
+    assert ">question 0<" in fragment and "answer 0<" in fragment
+    assert "question 11" not in fragment  # only the older page
+    assert "<html" not in fragment
+    # Oldest first within the page.
+    assert (
+        fragment.index("question 0<") < fragment.index("answer 0<") < fragment.index("question 1<")
+    )

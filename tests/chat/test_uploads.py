@@ -1,0 +1,117 @@
+"""Attachments are judged by their content; every refusal says which file and why, keeps the
+text in the box, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import pytest
+
+from tests.chat.conftest import UPLOAD_LIMIT, ChatClient, Scripted, corpus
+from tests.fake_model import Reply
+
+
+def refused(owner: ChatClient, scripted: Scripted, name: str, content: bytes) -> str:
+    """Send one file in a new chat; assert it is refused and nothing was made; the page text."""
+    before = owner.get("/").text.count('href="/c/')
+    sent = owner.send(
+        "Please read this", assistant=scripted.profile_id, files=[(name, content, "x/y")]
+    )
+    assert sent.response.status_code == 200
+    assert sent.response.headers.get("HX-Push-Url") is None, "nothing should be created"
+    assert "Please read this</textarea>" in sent.response.text
+    assert owner.get("/").text.count('href="/c/') == before
+    return sent.response.text
+
+
+def docx(with_body: bool) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        if with_body:
+            archive.writestr(
+                "word/document.xml",
+                '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/'
+                'main"><w:body><w:p><w:r><w:t>Hello from Word</w:t></w:r></w:p></w:body>'
+                "</w:document>",
+            )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("setup.pdf", b"MZ\x90\x00\x03" + b"\x00" * 4096, "setup.pdf is not a PDF"),
+        ("program.exe", b"MZ\x90\x00", "program.exe: only PDF, text, Markdown, HTML, JSON"),
+        ("notes.txt", b"\x89PNG\r\n\x1a\n\x00\x00binary", "notes.txt is not text"),
+        ("data.json", b'{"unclosed": ', "data.json is not valid JSON"),
+        ("letter.docx", docx(with_body=False), "letter.docx is not a Word (.docx) document"),
+        ("empty.md", b"", "empty.md is empty"),
+        ("big.txt", b"a" * (UPLOAD_LIMIT + 1), "big.txt is larger than 2 MB"),
+    ],
+)
+def test_files_are_checked_by_content(
+    owner: ChatClient, scripted: Scripted, name: str, content: bytes, message: str
+) -> None:
+    assert message in refused(owner, scripted, name, content)
+
+
+def test_encrypted_pdf_is_refused_up_front(owner: ChatClient, scripted: Scripted) -> None:
+    page = refused(owner, scripted, "locked.pdf", corpus("encrypted-file.pdf"))
+    assert "locked.pdf is encrypted (password-protected)" in page
+
+
+def test_pdf_without_text_is_refused_with_the_engines_reason(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    """An image-only PDF passes our checks; the engine cannot read it and says why."""
+    page = refused(owner, scripted, "scan.pdf", corpus("git.pdf"))
+    assert re.search(r"scan\.pdf could not be read: \S", page), page
+
+
+def test_html_in_a_file_name_is_shown_as_text(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(Reply("Got it."))
+    name = "<b onmouseover=alert(1)>bold.md"  # a file name cannot hold a "/"
+    sent = owner.send(
+        "Here", assistant=scripted.profile_id, files=[(name, b"# Title\n\nwords", "text/markdown")]
+    )
+    assert sent.events_url
+    owner.events(sent.events_url)
+    page = owner.get(f"/c/{sent.conversation_id}/").text
+    assert "&lt;b onmouseover=alert(1)&gt;bold.md" in page
+    assert "<b onmouseover" not in page
+
+
+def test_several_files_and_a_word_document_are_accepted(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    scripted.script(Reply("Read them all."))
+    files = [
+        ("letter.docx", docx(with_body=True), "application/octet-stream"),
+        ("notes.md", b"# Notes\n\nSome notes.", "text/markdown"),
+        ("data.json", b'{"ok": true}', "application/json"),
+        ("page.html", b"<h1>Hi</h1>", "text/html"),
+    ]
+    sent = owner.send("Read these", assistant=scripted.profile_id, files=files)
+    assert sent.events_url, sent.response.text
+    owner.events(sent.events_url)
+    page = owner.get(f"/c/{sent.conversation_id}/").text
+    for name, content, _ in files:
+        link = re.search(rf'href="(/c/\d+/files/[^"]+)"[^>]*>{re.escape(name)}<', page)
+        assert link, name
+        download = owner.get(link.group(1))
+        assert download.content == content
+        if not name.endswith(".pdf"):
+            # Served as a download in a sandbox: never as a page of this site.
+            assert download.headers["content-type"] == "application/octet-stream"
+            assert download.headers["content-disposition"].startswith("attachment")
+            assert "sandbox" in download.headers["content-security-policy"]
+            assert download.headers["x-content-type-options"] == "nosniff"
+
+
+def test_too_many_files_are_refused(owner: ChatClient, scripted: Scripted) -> None:
+    files = [(f"n{i}.txt", b"x", "text/plain") for i in range(11)]
+    sent = owner.send("Many", assistant=scripted.profile_id, files=files)
+    assert "Attach at most 10 files at once." in sent.response.text
