@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from engine import citations, context, events, knowledge, search, worker
 from engine.api import ApiError
-from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore
+from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore, VectorStoreFile
 from engine.providers import (
     Knowledge,
     ModelError,
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 # A model that keeps calling tools without answering is stopped after this many turns.
 MAX_MODEL_TURNS = 12
+# How often a run waiting for its files' ingestion looks again.
+INGEST_POLL_SECONDS = 0.2
 # Passages a file_search call returns when the tool does not say.
 DEFAULT_SEARCH_RESULTS = 8
 
@@ -248,6 +250,8 @@ class RunExecution:
     def __init__(self, run: Run) -> None:
         self.run_id = run.id
         self.run = run
+        # The answer being written, if any: a cancel or failure ends it as incomplete.
+        self.open_message_id: str | None = None
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
     def emit(self, event: str, data: Any) -> None:
@@ -275,6 +279,7 @@ class RunExecution:
                 await self.settle_interrupted()
                 return
             self.emit_run("thread.run.in_progress")
+            await self.wait_for_ingestion()
             await self.drive()
         except asyncio.CancelledError:
             await self.settle_interrupted()
@@ -287,6 +292,21 @@ class RunExecution:
             )
         finally:
             self.emit(events.DONE, "[DONE]")
+
+    async def wait_for_ingestion(self) -> None:
+        """Let files still being ingested into the run's stores finish first, as OpenAI did,
+        so a question asked right after attaching a file is answered from it."""
+        if not any(tool["type"] == "file_search" for tool in self.run.tools):
+            return
+        deadline = time.monotonic() + settings.RUN_INGEST_WAIT_SECONDS
+        while time.monotonic() < deadline and await db(self.ingesting)():
+            await asyncio.sleep(INGEST_POLL_SECONDS)
+
+    def ingesting(self) -> bool:
+        store_ids = search_scope(self.run)
+        return VectorStoreFile.objects.filter(
+            vector_store_id__in=store_ids, status="in_progress"
+        ).exists()
 
     async def move(self, status: str, allowed: tuple[str, ...], **fields: Any) -> bool:
         """Persist a transition if the run is still in an allowed state (no cancel raced it)."""
@@ -477,6 +497,7 @@ class RunExecution:
             usage=self.usage,
         ):
             await db(end_open_parts)(self.run, "failed", now)
+            await self.emit_incomplete_message()
             self.emit_run("thread.run.failed")
         else:
             await self.settle_interrupted()
@@ -492,7 +513,15 @@ class RunExecution:
         self.run = await db(Run.objects.get)(pk=self.run_id)
         await db(end_open_parts)(self.run, "cancelled", now)
         if self.run.status == "cancelled":
+            await self.emit_incomplete_message()
             self.emit_run("thread.run.cancelled")
+
+    async def emit_incomplete_message(self) -> None:
+        if self.open_message_id is None:
+            return
+        message = await db(Message.objects.filter(pk=self.open_message_id).first)()
+        if message is not None and message.status == "incomplete":
+            self.emit("thread.message.incomplete", message.to_api())
 
 
 def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
@@ -584,6 +613,7 @@ class AnswerWriter:
             {"type": "message_creation", "message_creation": {"message_id": self.message.id}},
         )
         self.delta_prefix = DELTA_PREFIX % self.message.id
+        self.execution.open_message_id = self.message.id
         self.execution.emit("thread.message.created", self.message.to_api())
         self.execution.emit("thread.message.in_progress", self.message.to_api())
         self.flushed_at = time.monotonic()
@@ -600,6 +630,7 @@ class AnswerWriter:
         if self.message is None or self.step is None:
             return
         await db(self.save_final)(status)
+        self.execution.open_message_id = None
         event = "completed" if status == "completed" else "incomplete"
         self.execution.emit(f"thread.message.{event}", self.message.to_api())
         if self.step.status == "completed":

@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.engine.test_runs import unique_model
+from tests.engine.test_runs import sent_to, unique_model
 from tests.fake_model import FakeModelServer, Reply, ToolCall
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
@@ -174,7 +174,7 @@ def test_model_api_calls_file_search_and_its_answer_is_cited(
         poll_interval_ms=50,
     )
     assert run.status == "completed", run.last_error
-    requests = [r["body"] for r in model_server.requests if r["body"]["model"] == model]
+    requests = sent_to(model_server, model)
     assert requests[0]["tools"][0]["function"]["name"] == "file_search"
     tool_output = next(m for m in requests[1]["messages"] if m["role"] == "tool")["content"]
     assert tool_output.startswith("【0:0†" + GEOBASE.name + "】 (page 18)")
@@ -183,3 +183,37 @@ def test_model_api_calls_file_search_and_its_answer_is_cited(
     cited = citations(answer)
     assert len(cited) == 1
     assert (cited[0].file_citation.model_extra or {})["page"] == 18
+
+
+def test_run_started_right_after_attaching_waits_for_ingestion(
+    client: openai.OpenAI, model_server: FakeModelServer
+) -> None:
+    with GEOBASE.open("rb") as f:
+        upload = client.files.create(file=f, purpose="assistants")
+    model = unique_model()
+    model_server.script(
+        model,
+        [
+            Reply(tool_calls=[ToolCall("file_search", '{"query": "Toponymy Model author"}')]),
+            Reply("Cited 【0:0†source】."),
+        ],
+    )
+    assistant = client.beta.assistants.create(model=model)
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "Who authored the Toponymy Model?",
+                    "attachments": [{"file_id": upload.id, "tools": [{"type": "file_search"}]}],
+                }
+            ]
+        },
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed", run.last_error
+    tool_output = next(
+        m for m in sent_to(model_server, model)[1]["messages"] if m["role"] == "tool"
+    )
+    assert "(page 18)" in tool_output["content"]

@@ -46,6 +46,11 @@ def wait_for(
     raise AssertionError(f"run stayed {run.status}, wanted one of {statuses}")
 
 
+def sent_to(model_server: FakeModelServer, model: str) -> list[dict]:
+    """The chat completion requests the engine sent for `model`, oldest first."""
+    return [r["body"] for r in model_server.requests if (r["body"] or {}).get("model") == model]
+
+
 class Recorder(AssistantEventHandler):
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +93,7 @@ def test_math_tutor_create_and_poll(client: openai.OpenAI, model_server: FakeMod
     assert answer.content[0].text.value == "The answer is x = 1."
     assert (answer.run_id, answer.assistant_id, answer.status) == (run.id, tutor.id, "completed")
 
-    sent = [r for r in model_server.requests if r["body"]["model"] == model][-1]["body"]
+    sent = sent_to(model_server, model)[-1]
     assert sent["messages"][0] == {
         "role": "system",
         "content": "You are a personal math tutor. Answer briefly.",
@@ -208,7 +213,7 @@ def test_function_calling_requires_action_then_streams_the_answer(
     assert after.events[-1] == "thread.run.completed"
 
     # The model saw its own calls and our outputs, in Chat Completions form.
-    second = [r for r in model_server.requests if r["body"]["model"] == model][-1]["body"]
+    second = sent_to(model_server, model)[-1]
     tool_messages = [m for m in second["messages"] if m["role"] == "tool"]
     assert [(m["tool_call_id"], m["content"]) for m in tool_messages] == [
         ("call_paris", "22C sunny"),
@@ -412,7 +417,7 @@ def test_max_completion_tokens_ends_incomplete(
     )
     assert run.status == "incomplete"
     assert run.incomplete_details.reason == "max_completion_tokens"
-    sent = [r for r in model_server.requests if r["body"]["model"] == "tokens-500"][-1]["body"]
+    sent = sent_to(model_server, "tokens-500")[-1]
     assert sent.get("max_tokens") == 20
     answer = client.beta.threads.messages.list(thread_id=thread.id).data[0]
     assert answer.status == "incomplete"
@@ -456,7 +461,7 @@ def test_truncation_strategy_last_messages_and_overrides(
         "Base.\n\nBe terse.",
         {"source": "test"},
     )
-    sent = [r for r in model_server.requests if r["body"]["model"] == model][-1]["body"]
+    sent = sent_to(model_server, model)[-1]
     assert [m["content"] for m in sent["messages"]] == [
         "Base.\n\nBe terse.",
         "message 5",
@@ -508,3 +513,23 @@ def test_run_list_retrieve_modify_and_steps(client: openai.OpenAI) -> None:
     assert again.id == step.id
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.runs.retrieve("run_missing", thread_id=thread.id)
+
+
+def test_cancel_mid_stream_ends_the_message_incomplete_in_the_stream(
+    client: openai.OpenAI, model_server: FakeModelServer
+) -> None:
+    model = unique_model()
+    model_server.script(model, [Reply("word " * 200, chunk_delay=0.02)])
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "talk"}])
+    events = []
+    with client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id=assistant.id, stream=True
+    ) as stream:
+        for event in stream:
+            events.append(event.event)
+            if event.event == "thread.run.created":
+                run_id = event.data.id
+            if event.event == "thread.message.delta" and events.count(event.event) == 3:
+                client.beta.threads.runs.cancel(run_id=run_id, thread_id=thread.id)
+    assert events[-2:] == ["thread.message.incomplete", "thread.run.cancelled"]
