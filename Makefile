@@ -16,13 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate --noinput --verbosity 0
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py issue_frontend_key
 	$(PY) manage.py create_first_admin
 	$(PY) manage.py create_default_assistant
 
 run: setup
+	@echo "Threadline is serving on http://$(HOST):$(PORT)/ (chat) and /admin/ (admin); Ctrl-C stops it."
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
 
 test: $(VENV)/.installed
