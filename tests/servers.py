@@ -23,16 +23,24 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until the server answers HTTP on the port.
+
+    A bare TCP connect is not proof: with nothing listening, a connect to a port in the
+    ephemeral range can connect to itself (its source port chosen equal to the target).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early with code {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                if sock.recv(5) == b"HTTP/":
+                    return
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not answer on port {port} within {timeout}s")
 
 
 def fresh_postgres_database(admin_url: str) -> str:
