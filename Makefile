@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Twisted listens with a backlog of 50 by default: a burst of new streams overflowed it.
+BACKLOG ?= 1024
 export HOST PORT
 
 .PHONY: run test test-postgres lint format check bench setup
@@ -24,7 +26,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	@echo "Threadline is serving on http://$(HOST):$(PORT)/ (chat) and /admin/ (admin); Ctrl-C stops it."
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) config.asgi:application
+	$(VENV)/bin/daphne -e "tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG)" config.asgi:application
 
 test: $(VENV)/.installed
 	$(PY) manage.py makemigrations --check --dry-run
