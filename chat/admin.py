@@ -1,54 +1,441 @@
+"""Django admin for the chat: assistants with their knowledge, and people's threads (read-only).
+
+Thin on purpose: the remote work is in `assistant_sync` (and reads in `assistants_api`).
+"""
+
+from __future__ import annotations
+
 from typing import Any
 
-from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
+from chat import assistant_sync, conversations
 from chat import assistants_api as api
-from chat.models import AssistantProfile
-
-
-class SuggestingInput(forms.TextInput):
-    """A text box with suggestions (a <datalist>); any other value stays possible."""
-
-    def __init__(self, suggestions: list[str]) -> None:
-        super().__init__()
-        self.suggestions = suggestions
-
-    def render(
-        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
-    ) -> SafeString:
-        attrs = {**(attrs or {}), "list": f"{name}-suggestions"}
-        box = super().render(name, value, attrs, renderer)
-        options = format_html_join("", '<option value="{}">', ((s,) for s in self.suggestions))
-        return format_html('{}<datalist id="{}-suggestions">{}</datalist>', box, name, options)
+from chat.admin_forms import AssistantProfileForm, SuggestingInput
+from chat.middleware import too_large_uploads
+from chat.models import AssistantProfile, Conversation, KnowledgeFile
+from chat.uploads import human_size
 
 
 @admin.register(AssistantProfile)
 class AssistantProfileAdmin(admin.ModelAdmin):
-    list_display = ["name", "model", "published", "file_search", "assistant_id", "updated_at"]
+    form = AssistantProfileForm
+    change_list_template = "admin/chat/assistantprofile/change_list.html"
+    list_display = ["name", "model", "published", "sync_state", "assistant_id", "updated_at"]
     list_filter = ["published", "file_search"]
     search_fields = ["name", "description", "model"]
     filter_horizontal = ["groups"]
+    actions = ["sync_now"]
+    readonly_fields = ["sync_status", "knowledge_panel"]
     fieldsets = [
         (None, {"fields": ["name", "description", "published", "groups"]}),
-        ("Behaviour", {"fields": ["model", "instructions", "file_search"]}),
         (
-            "Remote assistant",
+            "Behaviour",
             {
-                "fields": ["assistant_id"],
-                "description": "Changes reach the remote assistant the next time someone uses it.",
+                "fields": [
+                    "model",
+                    "instructions",
+                    ("temperature", "top_p"),
+                    "response_format",
+                ]
             },
         ),
+        ("Tools", {"fields": ["file_search", "code_interpreter", "functions"]}),
+        ("Knowledge", {"fields": ["knowledge_panel", "knowledge_files"]}),
+        ("Remote assistant", {"fields": ["metadata", "assistant_id", "sync_status"]}),
     ]
+
+    class Media:
+        js = ["chat/admin.js"]
+        css = {"all": ["chat/admin.css"]}
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # The files the upload handler skipped (chat.middleware) are reported at their field.
+        return type(form.__name__, (form,), {"too_large": too_large_uploads(request)})
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "model":
-            try:
-                suggestions = api.model_names()
-            except api.AssistantsError:
-                suggestions = []  # the API is away: the box still takes any name
-            kwargs["widget"] = SuggestingInput(suggestions)
+            kwargs["widget"] = SuggestingInput(self.model_names(request))
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def model_names(self, request: HttpRequest) -> list[str]:
+        """The API's models, asked once per request; none when the API is away."""
+        if not hasattr(request, "_threadline_models"):
+            try:
+                request._threadline_models = api.model_names()  # type: ignore[attr-defined]
+            except api.AssistantsError:
+                request._threadline_models = []  # type: ignore[attr-defined]
+        return request._threadline_models  # type: ignore[attr-defined]
+
+    # --- List columns and read-only fields --------------------------------------------------------
+
+    @admin.display(description="sync")
+    def sync_state(self, profile: AssistantProfile) -> SafeString:
+        if profile.sync_error:
+            return format_html('<span title="{}">✗ out of sync</span>', profile.sync_error)
+        if profile.needs_sync():
+            return format_html("<span>{}</span>", "… not synced yet")
+        return format_html("<span>{}</span>", "✓ in sync")
+
+    @admin.display(description="sync status")
+    def sync_status(self, profile: AssistantProfile) -> SafeString:
+        if profile.pk is None:
+            return format_html("{}", "Synced when saved.")
+        if profile.sync_error:
+            return format_html(
+                "<strong>Out of sync.</strong> The Assistants API said: {}<br>"
+                'Use the "Sync now" action in the list, or save again.',
+                profile.sync_error,
+            )
+        if profile.needs_sync():
+            return format_html("{}", "Not synced yet.")
+        return format_html("In sync with {} since {}.", profile.assistant_id, profile.synced_at)
+
+    @admin.display(description="Knowledge files")
+    def knowledge_panel(self, profile: AssistantProfile) -> SafeString:
+        if profile.pk is None:
+            return format_html("{}", "Add files below: they go in when the assistant is saved.")
+        # Inside the admin's transaction: read the news, write nothing (the poll, outside it,
+        # records them).
+        return knowledge_panel(profile, assistant_sync.refresh(profile, save=False))
+
+    # --- Saving: locally first, then to the API ---------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        names = self.model_names(request)
+        if names and obj.model not in names:
+            messages.warning(
+                request,
+                f"The Assistants API does not list a model called {obj.model!r}. "
+                "It was kept; runs will fail if the model API does not know it either.",
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # The admin saves inside a transaction; the API is reached once it is committed. That
+        # keeps what was entered whatever the API does, and the embedded engine, which writes
+        # to the same database, never waits for this request's lock (SQLite).
+        transaction.on_commit(lambda: self.sync_saved(request, form))
+
+    def sync_saved(self, request: HttpRequest, form: Any) -> None:
+        profile = form.instance
+        error = assistant_sync.push(profile)
+        if error:
+            messages.error(
+                request,
+                f"Saved here, but not on the Assistants API, which said: {error} "
+                'The assistant is marked out of sync; "Sync now" retries.',
+            )
+            if form.checked_files:
+                messages.error(request, "The knowledge files were not added; add them again.")
+            return
+        if form.checked_files:
+            added = assistant_sync.add_files(profile, form.checked_files)
+            if added.files:
+                messages.info(
+                    request,
+                    f"Added {len(added.files)} knowledge file(s); they are being read now.",
+                )
+            if added.error:
+                messages.error(request, f"Some files were not added: {added.error}")
+
+    @admin.action(description="Sync now with the Assistants API")
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[AssistantProfile]) -> None:
+        failed = {p.name: e for p in queryset if (e := assistant_sync.push(p))}
+        synced = queryset.count() - len(failed)
+        if synced:
+            messages.success(request, f"Synced {synced} assistant(s).")
+        for name, error in failed.items():
+            messages.error(request, f"{name}: the Assistants API said: {error}")
+
+    # --- Deleting: the remote parts go too --------------------------------------------------------
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for profile in objs:
+            to_delete.extend(assistant_sync.remote_parts(profile).describe())
+        return to_delete, model_count, perms_needed, protected
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The remote parts go first, outside the admin's transaction (see save_related); the
+        # row goes only if they did.
+        if request.method == "POST" and "post" in request.POST:
+            profile = self.get_object(request, object_id)
+            if profile is not None and self.has_delete_permission(request, profile):
+                try:
+                    assistant_sync.remove_remote(profile)
+                except api.AssistantsError as error:
+                    messages.error(
+                        request,
+                        f"{profile} was not deleted: the Assistants API said: {error} Try again.",
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:chat_assistantprofile_change", args=[profile.pk])
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AssistantProfile]) -> None:
+        # The "delete selected" action runs outside a transaction: remote, then local, each.
+        for profile in queryset:
+            try:
+                assistant_sync.delete(profile)
+            except api.AssistantsError as error:
+                messages.error(
+                    request, f"{profile} was not deleted: the Assistants API said: {error}"
+                )
+
+    # --- Knowledge and import: small views of their own -------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        own = [
+            path(
+                "import/",
+                view(require_POST(self.import_view)),
+                name="chat_assistantprofile_import",
+            ),
+            path(
+                "<int:pk>/knowledge/",
+                view(self.knowledge_view),
+                name="chat_assistantprofile_knowledge",
+            ),
+            path(
+                "<int:pk>/knowledge/<int:file_pk>/<str:verb>/",
+                view(require_POST(self.knowledge_file_view)),
+                name="chat_assistantprofile_knowledge_file",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        try:
+            made = assistant_sync.import_remote()
+        except api.AssistantsError as error:
+            messages.error(request, f"Nothing imported: the Assistants API said: {error}")
+        else:
+            if made:
+                names = ", ".join(p.name for p in made)
+                messages.success(request, f"Imported {len(made)} assistant(s): {names}.")
+            else:
+                messages.info(request, "Every assistant on the API already has a row here.")
+        return HttpResponseRedirect(reverse("admin:chat_assistantprofile_changelist"))
+
+    def knowledge_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The knowledge list alone, for the page's poll while files are being read."""
+        profile = get_object_or_404(AssistantProfile, pk=pk)
+        if not self.has_view_or_change_permission(request, profile):
+            return HttpResponse(status=403)
+        return HttpResponse(knowledge_panel(profile, assistant_sync.refresh(profile)))
+
+    def knowledge_file_view(self, request: HttpRequest, pk: int, file_pk: int, verb: str) -> Any:
+        file = get_object_or_404(KnowledgeFile, pk=file_pk, profile_id=pk)
+        change_url = reverse("admin:chat_assistantprofile_change", args=[pk])
+        if not self.has_change_permission(request, file.profile) or verb not in {
+            "remove",
+            "reindex",
+        }:
+            return HttpResponse(status=403)
+        try:
+            if verb == "remove":
+                assistant_sync.remove_file(file)
+                messages.success(request, f"Removed {file.name} from the knowledge.")
+            else:
+                assistant_sync.reindex(file)
+                messages.success(request, f"{file.name} is being read again.")
+        except api.AssistantsError as error:
+            messages.error(request, f"{file.name}: the Assistants API said: {error}")
+        return HttpResponseRedirect(change_url)
+
+
+def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> SafeString:
+    """The knowledge list; it asks for itself again (static/chat/admin.js) while one is read."""
+    poll_url = reverse("admin:chat_assistantprofile_knowledge", args=[profile.pk])
+    processing = any(f.status == KnowledgeFile.Status.IN_PROGRESS for f in files)
+    if not files:
+        rows = format_html('<tr><td colspan="4">{}</td></tr>', "No knowledge files yet.")
+    else:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f.name, human_size(f.size), knowledge_state(f), knowledge_buttons(profile, f))
+                for f in files
+            ),
+        )
+    store = profile.vector_store_id or "none yet"
+    return format_html(
+        '<div class="knowledge" id="knowledge" {}>'
+        # Enter in a field submits with the form's first submit button: let that be "Save and
+        # continue editing", not the Re-index below.
+        '<button type="submit" name="_continue" class="visually-hidden" tabindex="-1" '
+        'aria-hidden="true">Save</button>'
+        "<table><thead><tr><th>File</th><th>Size</th><th>State</th><th></th></tr></thead>"
+        '<tbody>{}</tbody></table><p class="help">Vector store: {}</p></div>',
+        format_html('data-poll="{}"', poll_url) if processing else "",
+        rows,
+        store,
+    )
+
+
+def knowledge_state(file: KnowledgeFile) -> SafeString:
+    if file.status == KnowledgeFile.Status.COMPLETED:
+        indexed = f", {human_size(file.usage_bytes)} indexed" if file.usage_bytes else ""
+        return format_html('<span class="state ready">✓ ready{}</span>', indexed)
+    if file.status == KnowledgeFile.Status.FAILED:
+        return format_html(
+            '<span class="state failed">✗ failed: {}</span>', file.last_error or "unreadable"
+        )
+    if file.status == KnowledgeFile.Status.CANCELLED:
+        return format_html('<span class="state">{}</span>', "cancelled")
+    return format_html('<span class="state processing">{}</span>', "processing…")
+
+
+def knowledge_buttons(profile: AssistantProfile, file: KnowledgeFile) -> SafeString:
+    # Buttons of the page's own form, sent elsewhere (formaction): forms cannot nest.
+    def url(verb: str) -> str:
+        return reverse(
+            "admin:chat_assistantprofile_knowledge_file", args=[profile.pk, file.pk, verb]
+        )
+
+    return format_html(
+        '<button type="submit" class="button" formaction="{}" formnovalidate '
+        'aria-label="Re-index {}">Re-index</button> '
+        '<button type="submit" class="button" formaction="{}" formnovalidate '
+        'aria-label="Remove {}">Remove</button>',
+        url("reindex"),
+        file.name,
+        url("remove"),
+        file.name,
+    )
+
+
+# --- Threads, read-only ---------------------------------------------------------------------------
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["title", "owner", "assistant", "created_at", "last_activity"]
+    list_filter = ["assistant"]
+    search_fields = ["title", "owner__username", "thread_id"]
+    list_select_related = ["owner", "assistant"]
+    date_hierarchy = "updated_at"
+    fields = [
+        "title",
+        "owner",
+        "assistant",
+        "thread_id",
+        "created_at",
+        "updated_at",
+        "transcript",
+        "runs",
+    ]
+    readonly_fields = fields
+
+    def get_urls(self) -> list[URLPattern]:
+        transcript = path(
+            "<int:pk>/transcript/",
+            self.admin_site.admin_view(self.transcript_view),
+            name="chat_conversation_transcript",
+        )
+        return [transcript, *super().get_urls()]
+
+    def transcript_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The thread as its owner reads it (rendered and sanitised as in the chat), read-only."""
+        conversation = get_object_or_404(Conversation, pk=pk)
+        if not self.has_view_permission(request, conversation):
+            return HttpResponse(status=403)
+        context = {**self.admin_site.each_context(request), "conversation": conversation}
+        context["opts"] = self.opts
+        context["title"] = f"Transcript: {conversation.title}"
+        try:
+            context["history"] = conversations.history(conversation)
+        except api.AssistantsError as error:
+            context["history_error"] = str(error)
+        return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
+
+    @admin.display(description="transcript")
+    def transcript(self, conversation: Conversation) -> SafeString:
+        url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+        return format_html('<a href="{}">Read the conversation (read-only)</a>', url)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting here would leave the remote thread behind; people delete their own threads.
+        return False
+
+    @admin.display(description="last activity")
+    def last_activity(self, conversation: Conversation) -> Any:
+        return conversation.updated_at
+
+    @admin.display(description="runs (from the Assistants API)")
+    def runs(self, conversation: Conversation) -> SafeString:
+        try:
+            runs = api.thread_runs(conversation.thread_id)
+        except api.AssistantsError as error:
+            return format_html("The runs cannot be shown now: {}", str(error))
+        if not runs:
+            return format_html("{}", "No runs.")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (run_row(run) for run in runs),
+        )
+        return format_html(
+            "<table><thead><tr><th>Run</th><th>Model</th><th>Status</th><th>Duration</th>"
+            "<th>Tokens (in / out)</th><th>Estimated cost</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+def run_row(run: dict[str, Any]) -> tuple[str, ...]:
+    started = run.get("started_at")
+    ended = run.get("completed_at") or run.get("failed_at") or run.get("cancelled_at")
+    ended = ended or run.get("expired_at")
+    duration = f"{ended - started:.0f} s" if started and ended else "-"
+    usage = run.get("usage") or {}
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    tokens = f"{prompt:,} / {completion:,}" if prompt is not None else "-"
+    return (
+        str(run.get("id", "")),
+        str(run.get("model", "")),
+        str(run.get("status", "")),
+        duration,
+        tokens,
+        estimated_cost(str(run.get("model", "")), prompt, completion),
+    )
+
+
+def estimated_cost(model: str, prompt: int | None, completion: int | None) -> str:
+    prices = settings.MODEL_PRICES.get(model) if isinstance(settings.MODEL_PRICES, dict) else None
+    if not prices or prompt is None or completion is None:
+        return "-"
+    try:
+        input_price, output_price = (float(p) for p in prices)
+    except (TypeError, ValueError):
+        return "-"  # a price setting of the wrong shape: no estimate rather than an error
+    cost = (prompt * input_price + completion * output_price) / 1_000_000
+    return f"${cost:.4f}"

@@ -55,7 +55,7 @@ def explain(error: openai.OpenAIError) -> AssistantsError:
     if isinstance(error, openai.APIConnectionError):
         return Unreachable(UNREACHABLE)
     if isinstance(error, openai.NotFoundError):
-        return NotFound(error.message, status=404)
+        return NotFound(api_message(error), status=404)
     if isinstance(error, openai.APIStatusError):
         if error.status_code >= 500:
             return Unreachable(UNREACHABLE, status=error.status_code)
@@ -145,36 +145,92 @@ class AssistantFields:
     model: str
     instructions: str
     file_search: bool
+    code_interpreter: bool = False
+    # Function definitions ({"name", "description", "parameters"}); None leaves the remote
+    # assistant's function tools as they are.
+    functions: list[dict[str, Any]] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: str = "auto"
+    metadata: dict[str, str] | None = None
+    vector_store_id: str = ""
+
+
+def assistant_params(fields: AssistantFields, current_tools: list[Any]) -> dict[str, Any]:
+    """The create/update body; `current_tools` are the remote assistant's tools, as dicts."""
+    tools: list[dict[str, Any]] = []
+    if fields.code_interpreter:
+        tools.append({"type": "code_interpreter"})
+    if fields.functions is None:
+        tools.extend(t for t in current_tools if t.get("type") == "function")
+    else:
+        tools.extend({"type": "function", "function": f} for f in fields.functions)
+    if fields.file_search:
+        tools.append({"type": "file_search"})
+    params: dict[str, Any] = {
+        "name": fields.name,
+        "description": fields.description,
+        "model": fields.model,
+        "instructions": fields.instructions,
+        "tools": tools,
+        "response_format": (
+            "auto" if fields.response_format == "auto" else {"type": fields.response_format}
+        ),
+        "temperature": fields.temperature if fields.temperature is not None else openai.omit,
+        "top_p": fields.top_p if fields.top_p is not None else openai.omit,
+        "metadata": fields.metadata if fields.metadata is not None else openai.omit,
+    }
+    if fields.vector_store_id and fields.file_search:
+        params["tool_resources"] = {"file_search": {"vector_store_ids": [fields.vector_store_id]}}
+    return params
 
 
 @translated
 async def create_assistant(fields: AssistantFields) -> str:
-    assistant = await async_client().beta.assistants.create(
-        name=fields.name,
-        description=fields.description or None,
-        model=fields.model,
-        instructions=fields.instructions or None,
-        tools=[{"type": "file_search"}] if fields.file_search else [],
-    )
+    assistant = await async_client().beta.assistants.create(**assistant_params(fields, []))
     return assistant.id
 
 
 @translated
 async def update_assistant(assistant_id: str, fields: AssistantFields) -> None:
-    """Bring the remote assistant in line; tools the chat does not manage stay as they are."""
+    """Bring the remote assistant in line; function tools stay as they are unless managed."""
     client = async_client()
     current = await client.beta.assistants.retrieve(assistant_id)
-    tools: list[Any] = [t.to_dict() for t in current.tools if t.type != "file_search"]
-    if fields.file_search:
-        tools.append({"type": "file_search"})
-    await client.beta.assistants.update(
-        assistant_id,
-        name=fields.name,
-        description=fields.description,
-        model=fields.model,
-        instructions=fields.instructions,
-        tools=tools,
-    )
+    current_tools = [t.to_dict() for t in current.tools]
+    await client.beta.assistants.update(assistant_id, **assistant_params(fields, current_tools))
+
+
+@translated_sync
+def save_assistant(assistant_id: str, fields: AssistantFields) -> str:
+    """Bring the remote assistant in line, or create it (no id, or gone); returns its id."""
+    client = sync_client()
+    if assistant_id:
+        try:
+            current = client.beta.assistants.retrieve(assistant_id)
+        except openai.NotFoundError:
+            pass  # deleted on the API side: make a new one
+        else:
+            current_tools = [t.to_dict() for t in current.tools]
+            client.beta.assistants.update(assistant_id, **assistant_params(fields, current_tools))
+            return assistant_id
+    return client.beta.assistants.create(**assistant_params(fields, [])).id
+
+
+@translated_sync
+def remote_assistants() -> list[dict[str, Any]]:
+    """Every assistant the API holds for our key, oldest first."""
+    return [a.to_dict() for a in sync_client().beta.assistants.list(order="asc", limit=100)]
+
+
+@translated_sync
+def remote_assistant(assistant_id: str) -> dict[str, Any]:
+    return sync_client().beta.assistants.retrieve(assistant_id).to_dict()
+
+
+@translated_sync
+def remove_assistant(assistant_id: str) -> None:
+    with contextlib.suppress(openai.NotFoundError):  # already gone: that is what was asked
+        sync_client().beta.assistants.delete(assistant_id)
 
 
 @translated_sync
@@ -521,3 +577,104 @@ async def failed_files(thread_id: str, file_ids: list[str]) -> dict[str, str]:
                 error = entry.last_error
                 failed[file_id] = error.message if error is not None else "It could not be read."
     return failed
+
+
+# --- Knowledge (an assistant's vector store), for the admin ---------------------------------------
+
+
+@translated_sync
+def create_vector_store(name: str) -> str:
+    return sync_client().vector_stores.create(name=name[:256]).id
+
+
+@translated_sync
+def remove_vector_store(vector_store_id: str) -> None:
+    with contextlib.suppress(openai.NotFoundError):
+        sync_client().vector_stores.delete(vector_store_id)
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    status: str  # in_progress, completed, failed, cancelled; "gone" if the store lost it
+    last_error: str
+    usage_bytes: int | None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    file_id: str
+    name: str
+    size: int
+    ingestion: Ingestion
+
+
+@translated_sync
+def vector_store_files(vector_store_id: str) -> list[StoredFile]:
+    """The files of a vector store, with their names and ingestion states."""
+    client = sync_client()
+    stored = []
+    for entry in client.vector_stores.files.list(vector_store_id, limit=100):
+        try:
+            file = client.files.retrieve(entry.id)
+        except openai.NotFoundError:
+            continue
+        error = entry.last_error.message if entry.last_error is not None else ""
+        ingestion = Ingestion(entry.status, error, entry.usage_bytes)
+        stored.append(StoredFile(entry.id, file.filename, file.bytes, ingestion))
+    return stored
+
+
+@translated_sync
+def add_knowledge(vector_store_id: str, name: str, content: IO[bytes], content_type: str) -> str:
+    """Upload a file and put it in the vector store (ingestion goes on in the background).
+
+    If adding it to the store fails, the uploaded file is removed again.
+    """
+    client = sync_client()
+    file_id = client.files.create(file=(name, content, content_type), purpose="assistants").id
+    try:
+        client.vector_stores.files.create(vector_store_id, file_id=file_id)
+    except openai.OpenAIError:
+        with contextlib.suppress(openai.OpenAIError):
+            client.files.delete(file_id)
+        raise
+    return file_id
+
+
+@translated_sync
+def ingestion(vector_store_id: str, file_id: str) -> Ingestion:
+    try:
+        entry = sync_client().vector_stores.files.retrieve(file_id, vector_store_id=vector_store_id)
+    except openai.NotFoundError:
+        return Ingestion("gone", "The vector store no longer holds this file.", None)
+    error = entry.last_error.message if entry.last_error is not None else ""
+    return Ingestion(entry.status, error, entry.usage_bytes)
+
+
+@translated_sync
+def reindex_knowledge(vector_store_id: str, file_id: str) -> None:
+    """Read the file again: take it out of the store and put it back in."""
+    client = sync_client()
+    with contextlib.suppress(openai.NotFoundError):
+        client.vector_stores.files.delete(file_id, vector_store_id=vector_store_id)
+    client.vector_stores.files.create(vector_store_id, file_id=file_id)
+
+
+@translated_sync
+def remove_knowledge(vector_store_id: str, file_id: str) -> None:
+    client = sync_client()
+    if vector_store_id:
+        with contextlib.suppress(openai.NotFoundError):
+            client.vector_stores.files.delete(file_id, vector_store_id=vector_store_id)
+    with contextlib.suppress(openai.NotFoundError):
+        client.files.delete(file_id)
+
+
+# --- Runs, for the admin's read-only view of threads ----------------------------------------------
+
+
+@translated_sync
+def thread_runs(thread_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The thread's runs, newest first."""
+    page = sync_client().beta.threads.runs.list(thread_id, limit=limit, order="desc")
+    return [r.to_dict() for r in page.data]

@@ -19,6 +19,7 @@ from django.db import transaction
 from chat import assistants_api as api
 from chat import relay, replay
 from chat.access import may_use
+from chat.assistant_sync import fields_of
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import MessageView, cited_file_ids, message_view
 from chat.uploads import CheckedFile
@@ -37,16 +38,6 @@ class Refused(Exception):
 # --- Assistants -----------------------------------------------------------------------------------
 
 
-def assistant_fields(profile: AssistantProfile) -> api.AssistantFields:
-    return api.AssistantFields(
-        name=profile.name,
-        description=profile.description,
-        model=profile.model,
-        instructions=profile.instructions,
-        file_search=profile.file_search,
-    )
-
-
 def claim_assistant(profile: AssistantProfile, assistant_id: str, version: Any) -> str:
     """Record a newly created remote assistant, unless a concurrent first use got there first."""
     claimed = AssistantProfile.objects.filter(pk=profile.pk, assistant_id="").update(
@@ -60,7 +51,7 @@ async def remote_assistant(profile: AssistantProfile) -> str:
     """The remote assistant's id, created or brought up to date first if the profile changed."""
     if not profile.needs_sync():
         return profile.assistant_id
-    fields = assistant_fields(profile)
+    fields = fields_of(profile)
     version = profile.updated_at
     if profile.assistant_id:
         try:

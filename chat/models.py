@@ -7,34 +7,66 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 
 class AssistantProfile(models.Model):
-    """An assistant as admins edit it, mirrored to a remote one on first use after a change."""
+    """An assistant as admins edit it, mirrored to a remote one when saved (or on first use)."""
+
+    INSTRUCTIONS_LIMIT = 256_000  # the Assistants API's own limit
+
+    class ResponseFormat(models.TextChoices):
+        AUTO = "auto", "auto"
+        TEXT = "text", "text"
+        JSON_OBJECT = "json_object", "JSON object"
 
     name = models.CharField(max_length=256)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, max_length=512)
     assistant_id = models.CharField(
         "remote assistant id",
         max_length=128,
         blank=True,
-        help_text="Filled in when the assistant is first used. Set it to mirror an existing one.",
+        help_text="Filled in when the assistant is first synced. Set it to mirror an existing one.",
     )
     model = models.CharField(max_length=256)
-    instructions = models.TextField(blank=True)
+    instructions = models.TextField(blank=True, validators=[MaxLengthValidator(INSTRUCTIONS_LIMIT)])
+    temperature = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(2)],
+        help_text="0 to 2; empty: the API's default.",
+    )
+    top_p = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="0 to 1; empty: the API's default.",
+    )
+    response_format = models.CharField(
+        max_length=16, choices=ResponseFormat.choices, default=ResponseFormat.AUTO
+    )
     file_search = models.BooleanField(
         default=True, help_text="Let the assistant search attached files and its knowledge."
     )
+    code_interpreter = models.BooleanField(default=False)
+    # [{"name", "description", "parameters"}]; None: not managed here, the remote assistant's
+    # function tools stay as they are (profiles that mirror an assistant set up elsewhere).
+    functions = models.JSONField(null=True, blank=True, default=None)
+    metadata = models.JSONField(default=dict, blank=True)
     published = models.BooleanField(default=False, help_text="Offered to people in the chat.")
     groups = models.ManyToManyField(
         Group, blank=True, help_text="Who may use it. None selected: everyone signed in."
     )
+    # The remote vector store holding the assistant's knowledge files, made on first upload.
+    vector_store_id = models.CharField(max_length=128, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # The `updated_at` the remote assistant was last brought in line with.
     synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Why the last sync failed, as the API said it; "" once a sync succeeds.
+    sync_error = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -48,10 +80,49 @@ class AssistantProfile(models.Model):
     def mark_synced(self, assistant_id: str, version: object) -> None:
         """Record the remote id; `update()`, so that `updated_at` stays what was synced."""
         AssistantProfile.objects.filter(pk=self.pk).update(
-            assistant_id=assistant_id, synced_at=version
+            assistant_id=assistant_id, synced_at=version, sync_error=""
         )
         self.assistant_id = assistant_id
         self.synced_at = version  # type: ignore[assignment]
+        self.sync_error = ""
+
+    def mark_unsynced(self, error: str) -> None:
+        AssistantProfile.objects.filter(pk=self.pk).update(sync_error=error)
+        self.sync_error = error
+
+    def set_vector_store(self, vector_store_id: str) -> None:
+        AssistantProfile.objects.filter(pk=self.pk).update(vector_store_id=vector_store_id)
+        self.vector_store_id = vector_store_id
+
+
+class KnowledgeFile(models.Model):
+    """A file in an assistant's vector store; `status` caches the API's ingestion state."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress", "processing"
+        COMPLETED = "completed", "ready"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    profile = models.ForeignKey(
+        AssistantProfile, on_delete=models.CASCADE, related_name="knowledge"
+    )
+    file_id = models.CharField("remote file id", max_length=128)
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    last_error = models.TextField(blank=True)
+    usage_bytes = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "file_id"], name="one_knowledge_per_file")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):

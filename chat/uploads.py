@@ -73,9 +73,9 @@ def limits_text() -> str:
 class LimitedUploadHandler(FileUploadHandler):
     """Skips a file as soon as it is over the size limit, so it is never stored whole."""
 
-    def __init__(self, request: HttpRequest | None = None) -> None:
+    def __init__(self, request: HttpRequest | None = None, limit: int | None = None) -> None:
         super().__init__(request)
-        self.limit = settings.CHAT_MAX_UPLOAD_BYTES
+        self.limit = limit or settings.CHAT_MAX_UPLOAD_BYTES
         self.too_large: list[tuple[str, int]] = []
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
@@ -88,9 +88,9 @@ class LimitedUploadHandler(FileUploadHandler):
         return None  # the next handler keeps the file
 
 
-def too_large_message(name: str) -> str:
-    limit = human_size(settings.CHAT_MAX_UPLOAD_BYTES)
-    return f"{name} is larger than {limit}, the limit for one file."
+def too_large_message(name: str, limit: int | None = None) -> str:
+    limit_text = human_size(limit or settings.CHAT_MAX_UPLOAD_BYTES)
+    return f"{name} is larger than {limit_text}, the limit for one file."
 
 
 def clean_name(name: str) -> str:
@@ -111,15 +111,17 @@ class CheckedFile:
     file: IO[bytes]
 
 
-def check(uploaded: UploadedFile) -> CheckedFile:
+def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
+    """The file, if its content is what its name says; `limit` defaults to the chat's."""
+    limit = limit or settings.CHAT_MAX_UPLOAD_BYTES
     name = clean_name(uploaded.name or "")
     suffix = os.path.splitext(name)[1].lower()
     kind = KINDS.get(suffix)
     if kind is None:
         raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
     size = uploaded.size or 0
-    if size > settings.CHAT_MAX_UPLOAD_BYTES:
-        raise Refused(too_large_message(name))
+    if size > limit:
+        raise Refused(too_large_message(name, limit))
     if size == 0:
         raise Refused(f"{name} is empty.")
     uploaded.seek(0)

@@ -1,5 +1,6 @@
 """Tiny helpers that read settings from the environment and fail loudly on a bad value."""
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -43,6 +44,16 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json(name: str, default: object) -> object:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be JSON ({error}); got {raw!r}") from None
 
 
 def local_secret(path: Path, nbytes: int = 48) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_str, local_secret
+from config.env import env_bool, env_int, env_json, env_list, env_str, local_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything Threadline writes at run time (SQLite, uploaded files, generated secrets) lives here.
@@ -39,6 +39,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF, which reads the body: an over-limit knowledge file is skipped as it arrives.
+    "chat.middleware.knowledge_upload_limit",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -178,6 +180,10 @@ SIGNUP_ENABLED = env_bool("THREADLINE_SIGNUP", False)
 ASSISTANTS_TIMEOUT_SECONDS = env_int("THREADLINE_ASSISTANTS_TIMEOUT_SECONDS", 30)
 CHAT_MAX_MESSAGE_CHARS = env_int("THREADLINE_CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MAX_UPLOAD_BYTES = env_int("THREADLINE_CHAT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+# Knowledge files admins upload for an assistant (the embedded engine takes up to MAX_UPLOAD_BYTES).
+KNOWLEDGE_MAX_UPLOAD_BYTES = env_int("THREADLINE_KNOWLEDGE_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
+# Estimated cost per run in the admin: {"model": [input $ per 1M tokens, output $ per 1M]}.
+MODEL_PRICES = env_json("THREADLINE_MODEL_PRICES", {})
 CHAT_MAX_FILES = env_int("THREADLINE_CHAT_MAX_FILES", 10)
 # How long sending waits for attachments to become searchable before the answer starts.
 CHAT_INGEST_WAIT_SECONDS = env_int("THREADLINE_CHAT_INGEST_WAIT_SECONDS", 60)

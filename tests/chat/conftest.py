@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 
-from tests.conftest import model_env
+from chat import assistants_api as api
+from tests.conftest import model_env, sdk
 from tests.fake_model import FakeModelServer
-from tests.servers import ROOT, ThreadlineServer
+from tests.servers import ENGINE_KEY, ROOT, ThreadlineServer
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pdf"
 PASSWORD = "a-long-test-password-42"
@@ -278,6 +280,26 @@ def scripted(assistant: tuple[int, str], chat_model: FakeModelServer) -> Scripte
 
 def corpus(name: str) -> bytes:
     return Path(CORPUS / name).read_bytes()
+
+
+# --- The admin in this process, against a live engine ------------------------------------------
+
+
+def point_at(settings: Any, url: str) -> None:
+    """Point the in-process chat (Django's test client) at an Assistants API."""
+    settings.ASSISTANTS_URL = url
+    settings.ASSISTANTS_KEY = ENGINE_KEY
+    settings.ASSISTANTS_TIMEOUT_SECONDS = 5
+    api.sync_client.cache_clear()
+
+
+@pytest.fixture
+def remote(offline_engine: ThreadlineServer, settings: Any) -> Iterator[openai.OpenAI]:
+    """The admin's Assistants API is the offline engine; the SDK client checks what it holds."""
+    point_at(settings, offline_engine.api_url)
+    with sdk(offline_engine) as client:
+        yield client
+    api.sync_client.cache_clear()
 
 
 # --- Real Chromium --------------------------------------------------------------------------------

@@ -1,0 +1,228 @@
+"""Keeping assistant profiles and their knowledge in line with the Assistants API, for the admin.
+
+Each function does the remote work through `assistants_api` and records the outcome on the
+profile; none needs a request, so tests call them directly. A refusal or an outage never loses
+what an admin entered: the profile stays saved, marked out of sync with the API's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from chat import assistants_api as api
+from chat.models import AssistantProfile, KnowledgeFile
+from chat.uploads import CheckedFile
+
+log = logging.getLogger(__name__)
+
+
+def fields_of(profile: AssistantProfile) -> api.AssistantFields:
+    return api.AssistantFields(
+        name=profile.name,
+        description=profile.description,
+        model=profile.model,
+        instructions=profile.instructions,
+        file_search=profile.file_search,
+        code_interpreter=profile.code_interpreter,
+        functions=profile.functions,
+        temperature=profile.temperature,
+        top_p=profile.top_p,
+        response_format=profile.response_format,
+        metadata=profile.metadata or {},
+        vector_store_id=profile.vector_store_id,
+    )
+
+
+def push(profile: AssistantProfile) -> str | None:
+    """Create or update the remote assistant; None when synced, else the API's message (also
+    kept on the profile as `sync_error`)."""
+    version = profile.updated_at
+    try:
+        assistant_id = api.save_assistant(profile.assistant_id, fields_of(profile))
+    except api.AssistantsError as error:
+        profile.mark_unsynced(str(error) or "The Assistants API refused the change.")
+        return profile.sync_error
+    profile.mark_synced(assistant_id, version)
+    return None
+
+
+def ensure_vector_store(profile: AssistantProfile) -> str:
+    """The profile's vector store, made (and given to the remote assistant) if it has none."""
+    if profile.vector_store_id:
+        return profile.vector_store_id
+    store_id = api.create_vector_store(f"{profile.name} knowledge")
+    profile.set_vector_store(store_id)
+    if profile.assistant_id:
+        push(profile)
+    return store_id
+
+
+@dataclass
+class Added:
+    files: list[KnowledgeFile]
+    error: str | None  # why the rest were not added, if the API refused one
+
+
+def add_files(profile: AssistantProfile, files: list[CheckedFile]) -> Added:
+    """Upload checked files into the profile's vector store; stops at the first refusal."""
+    added: list[KnowledgeFile] = []
+    try:
+        store_id = ensure_vector_store(profile)
+        for file in files:
+            file_id = api.add_knowledge(store_id, file.name, file.file, file.content_type)
+            added.append(
+                KnowledgeFile.objects.create(
+                    profile=profile, file_id=file_id, name=file.name, size=file.size
+                )
+            )
+    except api.AssistantsError as error:
+        return Added(added, str(error))
+    return Added(added, None)
+
+
+def refresh(profile: AssistantProfile, *, save: bool = True) -> list[KnowledgeFile]:
+    """The profile's files with their ingestion state asked afresh where it may still change.
+
+    `save=False` inside a transaction that must not write (see admin): on SQLite the embedded
+    engine would wait for our lock.
+    """
+    files = list(profile.knowledge.all())
+    for file in files:
+        if file.status != KnowledgeFile.Status.IN_PROGRESS or not profile.vector_store_id:
+            continue
+        try:
+            state = api.ingestion(profile.vector_store_id, file.file_id)
+        except api.AssistantsError:
+            break  # the API is away: show the last known state
+        file.status = "failed" if state.status == "gone" else state.status
+        file.last_error = state.last_error
+        file.usage_bytes = state.usage_bytes
+        if save:
+            file.save(update_fields=["status", "last_error", "usage_bytes"])
+    return files
+
+
+def reindex(file: KnowledgeFile) -> None:
+    api.reindex_knowledge(file.profile.vector_store_id, file.file_id)
+    file.status = KnowledgeFile.Status.IN_PROGRESS
+    file.last_error = ""
+    file.usage_bytes = None
+    file.save(update_fields=["status", "last_error", "usage_bytes"])
+
+
+def remove_file(file: KnowledgeFile) -> None:
+    """Remove the file remotely, then here: if the API fails, nothing is forgotten."""
+    api.remove_knowledge(file.profile.vector_store_id, file.file_id)
+    file.delete()
+
+
+@dataclass(frozen=True)
+class RemoteParts:
+    """What deleting a profile removes from the API."""
+
+    assistant_id: str
+    vector_store_id: str
+    files: list[tuple[str, str]]  # (file id, name)
+
+    def describe(self) -> list[str]:
+        parts = []
+        if self.assistant_id:
+            parts.append(f"Remote assistant: {self.assistant_id}")
+        if self.vector_store_id:
+            parts.append(f"Remote vector store: {self.vector_store_id}")
+        parts.extend(f"Remote file: {name} ({file_id})" for file_id, name in self.files)
+        return parts
+
+
+def remote_parts(profile: AssistantProfile) -> RemoteParts:
+    return RemoteParts(
+        profile.assistant_id,
+        profile.vector_store_id,
+        list(profile.knowledge.values_list("file_id", "name")),
+    )
+
+
+def delete(profile: AssistantProfile) -> None:
+    """Remove the remote assistant, its vector store and files, then the profile.
+
+    Conversations that used it stay (their assistant becomes empty). AssistantsError if the
+    API fails; what was removed so far stays removed, the profile stays.
+    """
+    remove_remote(profile)
+    profile.delete()
+
+
+def remove_remote(profile: AssistantProfile) -> None:
+    """The remote half of `delete`: call it outside a transaction that writes (see admin)."""
+    parts = remote_parts(profile)
+    if parts.assistant_id:
+        api.remove_assistant(parts.assistant_id)
+    for file_id, _ in parts.files:
+        api.remove_knowledge(parts.vector_store_id, file_id)
+    if parts.vector_store_id:
+        api.remove_vector_store(parts.vector_store_id)
+
+
+def import_remote() -> list[AssistantProfile]:
+    """Profiles for the remote assistants that no profile mirrors yet (unpublished)."""
+    known = set(
+        AssistantProfile.objects.exclude(assistant_id="").values_list("assistant_id", flat=True)
+    )
+    made = []
+    for remote in api.remote_assistants():
+        if remote["id"] in known:
+            continue
+        values = profile_values(remote)
+        store_id = values["vector_store_id"]
+        stored = api.vector_store_files(store_id) if store_id else []
+        with transaction.atomic():
+            profile = AssistantProfile.objects.create(**values)
+            profile.mark_synced(remote["id"], profile.updated_at)
+            KnowledgeFile.objects.bulk_create(
+                KnowledgeFile(
+                    profile=profile,
+                    file_id=file.file_id,
+                    name=file.name,
+                    size=file.size,
+                    status=file.ingestion.status,
+                    last_error=file.ingestion.last_error,
+                    usage_bytes=file.ingestion.usage_bytes,
+                )
+                for file in stored
+            )
+        made.append(profile)
+    return made
+
+
+def profile_values(remote: dict[str, Any]) -> dict[str, Any]:
+    tools = remote.get("tools") or []
+    resources = remote.get("tool_resources") or {}
+    store_ids = (resources.get("file_search") or {}).get("vector_store_ids") or []
+    response_format = remote.get("response_format") or "auto"
+    if isinstance(response_format, dict):
+        response_format = response_format.get("type", "auto")
+    if response_format not in AssistantProfile.ResponseFormat.values:
+        response_format = "auto"
+    return {
+        "name": remote.get("name") or remote["id"],
+        "description": remote.get("description") or "",
+        "model": remote.get("model") or "",
+        "instructions": remote.get("instructions") or "",
+        "temperature": remote.get("temperature"),
+        "top_p": remote.get("top_p"),
+        "response_format": response_format,
+        "file_search": any(t.get("type") == "file_search" for t in tools),
+        "code_interpreter": any(t.get("type") == "code_interpreter" for t in tools),
+        "functions": [
+            {k: v for k, v in t["function"].items() if v is not None}
+            for t in tools
+            if t.get("type") == "function"
+        ],
+        "metadata": remote.get("metadata") or {},
+        "vector_store_id": store_ids[0] if store_ids else "",
+        "published": False,
+    }
