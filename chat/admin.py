@@ -297,8 +297,15 @@ def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> Sa
 
 def knowledge_state(file: KnowledgeFile) -> SafeString:
     if file.status == KnowledgeFile.Status.COMPLETED:
-        indexed = f", {human_size(file.usage_bytes)} indexed" if file.usage_bytes else ""
-        return format_html('<span class="state ready">✓ ready{}</span>', indexed)
+        counts = [
+            f"{count:,} {noun}{'' if count == 1 else 's'}"
+            for count, noun in ((file.pages, "page"), (file.chunks, "chunk"))
+            if count is not None
+        ]
+        if file.usage_bytes:
+            counts.append(f"{human_size(file.usage_bytes)} indexed")
+        detail = ", " + ", ".join(counts) if counts else ""
+        return format_html('<span class="state ready">✓ ready{}</span>', detail)
     if file.status == KnowledgeFile.Status.FAILED:
         return format_html(
             '<span class="state failed">✗ failed: {}</span>', file.last_error or "unreadable"

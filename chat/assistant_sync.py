@@ -101,8 +101,9 @@ def refresh(profile: AssistantProfile, *, save: bool = True) -> list[KnowledgeFi
         file.status = "failed" if state.status == "gone" else state.status
         file.last_error = state.last_error
         file.usage_bytes = state.usage_bytes
+        file.pages, file.chunks = state.pages, state.chunks
         if save:
-            file.save(update_fields=["status", "last_error", "usage_bytes"])
+            file.save(update_fields=["status", "last_error", "usage_bytes", "pages", "chunks"])
     return files
 
 
@@ -110,8 +111,8 @@ def reindex(file: KnowledgeFile) -> None:
     api.reindex_knowledge(file.profile.vector_store_id, file.file_id)
     file.status = KnowledgeFile.Status.IN_PROGRESS
     file.last_error = ""
-    file.usage_bytes = None
-    file.save(update_fields=["status", "last_error", "usage_bytes"])
+    file.usage_bytes = file.pages = file.chunks = None
+    file.save(update_fields=["status", "last_error", "usage_bytes", "pages", "chunks"])
 
 
 def remove_file(file: KnowledgeFile) -> None:
@@ -191,6 +192,8 @@ def import_remote() -> list[AssistantProfile]:
                     status=file.ingestion.status,
                     last_error=file.ingestion.last_error,
                     usage_bytes=file.ingestion.usage_bytes,
+                    pages=file.ingestion.pages,
+                    chunks=file.ingestion.chunks,
                 )
                 for file in stored
             )

@@ -598,6 +598,9 @@ class Ingestion:
     status: str  # in_progress, completed, failed, cancelled; "gone" if the store lost it
     last_error: str
     usage_bytes: int | None
+    # Threadline's engine also says what it indexed; other servers may not.
+    pages: int | None = None
+    chunks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -648,7 +651,10 @@ def ingestion(vector_store_id: str, file_id: str) -> Ingestion:
     except openai.NotFoundError:
         return Ingestion("gone", "The vector store no longer holds this file.", None)
     error = entry.last_error.message if entry.last_error is not None else ""
-    return Ingestion(entry.status, error, entry.usage_bytes)
+    extra = entry.model_extra or {}
+    return Ingestion(
+        entry.status, error, entry.usage_bytes, extra.get("pages"), extra.get("chunks")
+    )
 
 
 @translated_sync

@@ -113,6 +113,8 @@ class KnowledgeFile(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
     last_error = models.TextField(blank=True)
     usage_bytes = models.BigIntegerField(null=True, blank=True)
+    pages = models.IntegerField(null=True, blank=True)
+    chunks = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -181,7 +181,12 @@ def finish(
         written = VectorStoreFile.objects.filter(
             pk=pk, status="in_progress", claimed_at=claimed_at
         ).update(
-            status=status, last_error=last_error, usage_bytes=usage, pages=pages, claimed_at=None
+            status=status,
+            last_error=last_error,
+            usage_bytes=usage,
+            pages=pages,
+            chunk_count=len(chunks),
+            claimed_at=None,
         )
         if written and row is not None:
             Chunk.objects.bulk_create(chunk_rows(pk, chunks, row.vector_store_id, row.file_id))

@@ -431,6 +431,7 @@ class VectorStoreFile(models.Model):
     chunking_strategy = models.JSONField(default=dict)
     attributes = models.JSONField(default=dict)
     pages = models.IntegerField(default=0)
+    chunk_count = models.IntegerField(default=0)
     # Which worker ingests the file and when it last said so; a stale claim is taken over.
     claimed_at = models.DateTimeField(null=True)
 
@@ -454,6 +455,9 @@ class VectorStoreFile(models.Model):
             "last_error": self.last_error,
             "chunking_strategy": self.chunking_strategy,
             "attributes": self.attributes,
+            # Ours, beside the spec's fields (standard clients ignore them): what was indexed.
+            "pages": self.pages,
+            "chunks": self.chunk_count,
         }
 
 

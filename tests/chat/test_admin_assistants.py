@@ -212,8 +212,9 @@ def test_knowledge_files_are_read_and_a_bad_one_shows_why(
     assert states["notes.md"].status == "completed"
     assert states["broken.pdf"].status == "failed" and states["broken.pdf"].last_error
 
+    assert states["GeoBase.pdf"].pages == 19 and states["GeoBase.pdf"].chunks
     page = admin_client.get(change).content.decode()
-    assert "✓ ready" in page and "✗ failed: " in page
+    assert "✓ ready, 19 pages, " in page and "✗ failed: " in page
     assert "data-poll" not in page  # nothing processing: the page stops asking
 
     broken_row = states["broken.pdf"]

@@ -11,6 +11,7 @@ from openai.types import FileObject, VectorStore
 
 from tests.conftest import sdk
 from tests.engine.test_auth_and_projects import create_key
+from tests.engine.test_file_search_runs import GEOBASE
 from tests.servers import ThreadlineServer
 
 LIGHTHOUSE = {
@@ -425,3 +426,16 @@ def test_another_project_cannot_see_search_or_attach_my_stores_and_files(
         )
     assert caught.value.body["param"] == "attachments.file_id"
     assert sdk_client.vector_stores.retrieve(store.id).file_counts.completed == 3
+
+
+def test_store_file_says_how_many_pages_and_chunks_it_indexed(
+    offline_client: openai.OpenAI,
+) -> None:
+    store = offline_client.vector_stores.create()
+    with (GEOBASE.parent / "pdflatex-outline.pdf").open("rb") as f:
+        done = offline_client.vector_stores.files.upload_and_poll(
+            vector_store_id=store.id, file=f, poll_interval_ms=50
+        )
+    extra = done.model_extra or {}
+    assert extra["pages"] == 4
+    assert extra["chunks"] >= 4
