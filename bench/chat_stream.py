@@ -58,9 +58,12 @@ if str(ROOT) not in sys.path:
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
+from bench.report import percentile, table, verdict  # noqa: E402
 from tests.conftest import model_env  # noqa: E402
 from tests.fake_model import FakeModelServer, Reply  # noqa: E402
 from tests.servers import ENGINE_KEY, ThreadlineServer  # noqa: E402
+
+HEADER = ["scenario", "metric", "engine", "chat (SSE)", "delta", "target (issue)"]
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -121,13 +124,6 @@ class Sample:
             gaps.append(b - a)
             gaps.extend([0.0] * (n - 1))
         return gaps
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 # --- The two clients ------------------------------------------------------------------------------
@@ -451,34 +447,10 @@ async def first_load(browser: Browser, conversation_id: int) -> list[tuple[str, 
 # --- Report ---------------------------------------------------------------------------------------
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def row(
     scenario: str, metric: str, engine: str, chat: str, delta: str = "", goal: str = ""
 ) -> list[str]:
     return [scenario, metric, engine, chat, delta, goal]
-
-
-def table(rows: list[list[str]]) -> str:
-    header = ["scenario", "metric", "engine", "chat (SSE)", "delta", "target (issue)"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(
-            c.rjust(w) if 2 <= i <= 4 else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    rule = "-+-".join("-" * w for w in widths)
-    out, previous = [line(header), rule], rows[0][0]
-    for r in rows:
-        if r[0] != previous:
-            out.append(rule)
-            previous = r[0]
-        out.append(line(r))
-    return "\n".join(out)
 
 
 def ms(value: float) -> str:
@@ -673,7 +645,7 @@ async def measure(args: argparse.Namespace) -> None:
     )
     print("(this process) and the server (daphne: chat + engine + SQLite) compete for them.")
     print()
-    print(table(rows))
+    print(table(HEADER, rows))
     print()
     print(
         "TTFT: from the first request (engine: messages.create; chat: the send POST) to the first"

@@ -59,8 +59,11 @@ if str(ROOT) not in sys.path:
 import httpx2  # noqa: E402  (the HTTP library under this openai SDK)
 import openai  # noqa: E402
 
+from bench.report import percentile, table, verdict  # noqa: E402
 from tests.fake_model import FakeModelServer  # noqa: E402
 from tests.servers import ENGINE_KEY, ThreadlineServer  # noqa: E402
+
+HEADER = ["scenario", "metric", "direct", "engine", "ratio or delta", "target (issue)"]
 
 # The SDK marks the whole Assistants API deprecated; it is the API the engine serves.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -276,18 +279,6 @@ async def concurrent(direct: openai.AsyncOpenAI, engine: Engine, count: int) -> 
 # --- Report ---------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (with under 100 samples, p99 is the slowest one)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "FAIL"
-
-
 def ttft_rows(scenario: str, direct: Phase, engine: Phase, target: bool) -> list[list[str]]:
     rows = []
     for p in (50, 99):
@@ -346,27 +337,6 @@ def burst_rows(count: int, direct: Phase, engine: Phase) -> list[list[str]]:
     ]
 
 
-def table(rows: list[list[str]]) -> str:
-    header = ["scenario", "metric", "direct", "engine", "ratio or delta", "target (issue)"]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        aligned = [
-            cell.rjust(width) if 2 <= i <= 4 else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return " | ".join(aligned).rstrip()
-
-    rule = "-+-".join("-" * width for width in widths)
-    out, previous = [line(header), rule], rows[0][0]
-    for row in rows:
-        if row[0] != previous:
-            out.append(rule)
-            previous = row[0]
-        out.append(line(row))
-    return "\n".join(out)
-
-
 def error_summary(label: str, phase: Phase) -> list[str]:
     counts = Counter(s.problem for s in phase.errors)
     return [f"  {label}: {n} x {problem[:200]}" for problem, n in counts.most_common(5)]
@@ -412,7 +382,7 @@ def report(
     phases: list[tuple[str, Phase]],
     server: ThreadlineServer,
 ) -> None:
-    print(f"\n{header(args)}\n\n{table(rows)}\n")
+    print(f"\n{header(args)}\n\n{table(HEADER, rows)}\n")
     notes = [
         "p99 is nearest-rank: with under 100 samples, the slowest one.",
         "stream tokens/s: tokens after the first / first-to-last-token time, for one stream.",
