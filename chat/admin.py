@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -25,6 +26,9 @@ from chat.admin_forms import AssistantProfileForm, SuggestingInput
 from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from chat.uploads import human_size
+
+MODEL_NAMES_KEY = "chat:admin:model-names"
+MODEL_NAMES_SECONDS = 60
 
 
 @admin.register(AssistantProfile)
@@ -72,13 +76,16 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def model_names(self, request: HttpRequest) -> list[str]:
-        """The API's models, asked once per request; none when the API is away."""
-        if not hasattr(request, "_threadline_models"):
+        """The API's models, remembered for a minute (none while the API is away), so a slow
+        API slows one admin page a minute, not every one."""
+        names = cache.get(MODEL_NAMES_KEY)
+        if names is None:
             try:
-                request._threadline_models = api.model_names()  # type: ignore[attr-defined]
+                names = api.model_names()
             except api.AssistantsError:
-                request._threadline_models = []  # type: ignore[attr-defined]
-        return request._threadline_models  # type: ignore[attr-defined]
+                names = []
+            cache.set(MODEL_NAMES_KEY, names, MODEL_NAMES_SECONDS)
+        return names
 
     # --- List columns and read-only fields --------------------------------------------------------
 

@@ -389,3 +389,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"Skipped {len(_skipped_browser_tests)} browser tests: {NO_CHROMIUM}", yellow=True
         )
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Each test starts with an empty in-process cache (the admin remembers the model list)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
