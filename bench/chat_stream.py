@@ -43,7 +43,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import warnings
@@ -300,21 +299,9 @@ def merge(phases: list[Phase]) -> Phase:
 # --- Setup ----------------------------------------------------------------------------------------
 
 
-def manage(server: ThreadlineServer, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout
-
-
 def prepare(server: ThreadlineServer, models: list[str]) -> dict[str, int]:
     server.migrate()
-    manage(server, "collectstatic", "--noinput", "-v0")
+    server.manage("collectstatic", "--noinput", "-v0")
     code = (
         "import json\n"
         "from django.contrib.auth.models import User\n"
@@ -324,7 +311,7 @@ def prepare(server: ThreadlineServer, models: list[str]) -> dict[str, int]:
         f" for m in {models!r}}}\n"
         "print(json.dumps(ids))\n"
     )
-    out = manage(server, "shell", "--no-imports", "-c", code)
+    out = server.manage("shell", "--no-imports", "-c", code)
     return json.loads(out.strip().splitlines()[-1])
 
 

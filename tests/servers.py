@@ -93,18 +93,27 @@ class ThreadlineServer:
     def api_url(self) -> str:
         return f"{self.url}/v1"
 
-    def migrate(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database; return what it printed."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=self.env,
-            check=True,
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def migrate(self) -> None:
+        self.manage("migrate", "--noinput", "-v0")
+        self.migrated = True
 
     def start(self) -> ThreadlineServer:
         if not self.migrated:
             self.migrate()
-            self.migrated = True
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,22 +34,9 @@ POOL = 150
 UPLOAD_LIMIT = 2 * 1024 * 1024
 
 
-def manage(server: ThreadlineServer, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def shell(server: ThreadlineServer, code: str) -> Any:
     """Run Python in the server's environment; it prints one JSON value, returned here."""
-    out = manage(server, "shell", "--no-imports", "-c", code)
+    out = server.manage("shell", "--no-imports", "-c", code)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -89,7 +74,7 @@ class ChatServer:
 def start_chat_server(extra_env: dict[str, str] | None = None) -> ThreadlineServer:
     server = ThreadlineServer(env=extra_env or {})
     server.migrate()
-    manage(server, "collectstatic", "--noinput", "-v0")
+    server.manage("collectstatic", "--noinput", "-v0")
     return server.start()
 
 

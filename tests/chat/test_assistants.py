@@ -6,7 +6,7 @@ import json
 
 import openai
 
-from tests.chat.conftest import ChatClient, ChatServer, Scripted, manage, shell
+from tests.chat.conftest import ChatClient, ChatServer, Scripted, shell
 from tests.fake_model import Reply, ToolCall
 from tests.servers import ENGINE_KEY, ThreadlineServer
 
@@ -28,8 +28,8 @@ def test_default_assistant_is_created_once_for_the_configured_model(tmp_path) ->
     offline = ThreadlineServer(data_dir=tmp_path / "offline")
     offline.data_dir.mkdir()
     offline.migrate()
-    assert "threadline-retrieval" in manage(offline, "create_default_assistant")
-    assert manage(offline, "create_default_assistant") == ""  # already there
+    assert "threadline-retrieval" in offline.manage("create_default_assistant")
+    assert offline.manage("create_default_assistant") == ""  # already there
     row = shell(
         offline,
         "import json; from chat.models import AssistantProfile as P; p = P.objects.get(); "
@@ -43,7 +43,7 @@ def test_default_assistant_is_created_once_for_the_configured_model(tmp_path) ->
     )
     online.data_dir.mkdir()
     online.migrate()
-    assert "gpt-test" in manage(online, "create_default_assistant")
+    assert "gpt-test" in online.manage("create_default_assistant")
 
 
 def test_remote_assistant_is_made_on_first_use_and_follows_edits(

@@ -1,26 +1,15 @@
 """Bearer keys and project isolation."""
 
-import subprocess
-import sys
-
 import httpx2 as httpx
 import openai
 import pytest
 
 from tests.conftest import sdk
-from tests.servers import ROOT, ThreadlineServer
+from tests.servers import ThreadlineServer
 
 
 def create_key(server: ThreadlineServer, project: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "create_api_key", "test", "--project", project],
-        cwd=ROOT,
-        env=server.env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return result.stdout.strip()
+    return server.manage("create_api_key", "test", "--project", project).strip()
 
 
 def test_missing_key_is_401_in_openai_shape(offline_engine: ThreadlineServer) -> None:
