@@ -105,38 +105,33 @@ def provider_for(model: str) -> Provider:
 def make_client() -> openai.AsyncOpenAI:
     timeout = openai.Timeout(settings.MODEL_TIMEOUT_SECONDS, connect=10.0)
     if settings.AZURE_OPENAI_ENDPOINT:
-        return openai.AsyncAzureOpenAI(
-            azure_endpoint=settings.AZURE_OPENAI_ENDPOINT,
-            api_key=settings.AZURE_OPENAI_API_KEY or settings.OPENAI_API_KEY,
-            api_version=settings.OPENAI_API_VERSION,
-            timeout=timeout,
-            max_retries=settings.MODEL_MAX_RETRIES,
-        )
-    return openai.AsyncOpenAI(
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL or None,
-        timeout=timeout,
-        max_retries=settings.MODEL_MAX_RETRIES,
-    )
+        return openai.AsyncAzureOpenAI(**azure_options(), timeout=timeout)
+    return openai.AsyncOpenAI(**openai_options(), timeout=timeout)
 
 
 def sync_client() -> openai.OpenAI:
     """A blocking client for the rare sync call (listing models); runs never use it."""
     timeout = openai.Timeout(10.0, connect=5.0)
     if settings.AZURE_OPENAI_ENDPOINT:
-        return openai.AzureOpenAI(
-            azure_endpoint=settings.AZURE_OPENAI_ENDPOINT,
-            api_key=settings.AZURE_OPENAI_API_KEY or settings.OPENAI_API_KEY,
-            api_version=settings.OPENAI_API_VERSION,
-            timeout=timeout,
-            max_retries=0,
-        )
-    return openai.OpenAI(
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL or None,
-        timeout=timeout,
-        max_retries=0,
-    )
+        return openai.AzureOpenAI(**{**azure_options(), "max_retries": 0}, timeout=timeout)
+    return openai.OpenAI(**{**openai_options(), "max_retries": 0}, timeout=timeout)
+
+
+def azure_options() -> dict[str, Any]:
+    return {
+        "azure_endpoint": settings.AZURE_OPENAI_ENDPOINT,
+        "api_key": settings.AZURE_OPENAI_API_KEY or settings.OPENAI_API_KEY,
+        "api_version": settings.OPENAI_API_VERSION,
+        "max_retries": settings.MODEL_MAX_RETRIES,
+    }
+
+
+def openai_options() -> dict[str, Any]:
+    return {
+        "api_key": settings.OPENAI_API_KEY,
+        "base_url": settings.OPENAI_BASE_URL or None,
+        "max_retries": settings.MODEL_MAX_RETRIES,
+    }
 
 
 def available_models() -> list[str]:
