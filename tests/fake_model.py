@@ -24,6 +24,7 @@ import asyncio
 import itertools
 import json
 import logging
+import multiprocessing
 import re
 import secrets
 import threading
@@ -32,6 +33,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -524,6 +526,45 @@ def _unauthorized(headers: dict[str, str], keep_alive: bool) -> bytes:
     else:
         message = "You didn't provide an API key (Authorization: Bearer KEY, or api-key: KEY)."
     return _error_response(401, message, code="invalid_api_key", keep_alive=keep_alive)
+
+
+class FakeModelProcess(FakeModelServer):
+    """The same server in a child process, scripted over a pipe.
+
+    For benchmarks: there the fake streams to hundreds of clients at once, and in the measuring
+    process it would compete with the clients for one interpreter lock. Only ``script`` reaches
+    the child; ``requests`` stays empty here.
+    """
+
+    def start(self) -> FakeModelProcess:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_scripted, args=(child, self.api_key, self.host), daemon=True
+        )
+        self._process.start()
+        self.port = self._pipe.recv()
+        return self
+
+    def script(self, model: str, turns: Sequence[Turn]) -> None:
+        self._pipe.send((model, list(turns)))
+        self._pipe.recv()  # applied: the next request sees it
+
+    def stop(self) -> None:
+        if getattr(self, "_process", None) is None:
+            return
+        self._pipe.send(None)
+        self._process.join(10)
+        self._process = None
+
+
+def _serve_scripted(pipe: Connection, api_key: str, host: str) -> None:
+    server = FakeModelServer(api_key=api_key, host=host).start()
+    pipe.send(server.port)
+    while (message := pipe.recv()) is not None:
+        server.script(*message)
+        pipe.send(True)
+    server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
