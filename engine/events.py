@@ -2,20 +2,38 @@
 
 Runs execute on the worker's event loop (`engine.worker`); responses are served on the server's.
 A `Subscription` bridges the two: the worker appends from its thread, the response awaits on its
-own loop, waking only when it has drained everything, and sends what piled up as one write. A
-stream only ever follows a run started or continued by the same process, so nothing here needs
-to cross processes.
+own loop, waking only when it has drained everything, and sends what piled up as one write, in
+which the text deltas of one message that piled up go as one delta. A stream only ever follows a
+run started or continued by the same process, so nothing here needs to cross processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 DONE = "done"
+MESSAGE_DELTA = "thread.message.delta"
+# A text delta's JSON, encoded by hand: it goes out once per token, and only the text varies.
+DELTA_PREFIX = (
+    '{"id":"%s","object":"thread.message.delta","delta":{"content":'
+    '[{"index":0,"type":"text","text":{"value":'
+)
+DELTA_SUFFIX = ',"annotations":[]}}]}}'
+
+
+@dataclass(frozen=True, slots=True)
+class MessageText:
+    """The data of a `thread.message.delta` that adds text, kept as text until it is sent."""
+
+    message_id: str
+    text: str
+
 
 _lock = threading.Lock()
 _subscriptions: dict[str, set[Subscription]] = {}
@@ -91,9 +109,27 @@ def sse_frame(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
+def text_of(item: tuple[str, Any]) -> str | None:
+    """The message id of a text delta, else None: what `encode` groups a batch by."""
+    data = item[1]
+    return data.message_id if isinstance(data, MessageText) else None
+
+
+def encode(batch: list[tuple[str, Any]]) -> bytes:
+    """A batch as server-sent events; consecutive text deltas of one message become one."""
+    frames = []
+    for message_id, items in itertools.groupby(batch, key=text_of):
+        if message_id is None:
+            frames.extend(sse_frame(event, data) for event, data in items)
+        else:
+            text = json.dumps("".join(data.text for _, data in items))
+            frames.append(sse_frame(MESSAGE_DELTA, DELTA_PREFIX % message_id + text + DELTA_SUFFIX))
+    return b"".join(frames)
+
+
 async def sse_stream(subscription: Subscription) -> AsyncIterator[bytes]:
     try:
         async for batch in subscription.batches():
-            yield b"".join(sse_frame(event, data) for event, data in batch)
+            yield encode(batch)
     finally:
         subscription.close()

@@ -570,13 +570,6 @@ def without_output(call: dict[str, Any]) -> dict[str, Any]:
     return {"id": call["id"], "type": "function", "function": function}
 
 
-DELTA_PREFIX = (
-    '{"id":"%s","object":"thread.message.delta","delta":{"content":'
-    '[{"index":0,"type":"text","text":{"value":'
-)
-DELTA_SUFFIX = ',"annotations":[]}}]}}'
-
-
 class AnswerWriter:
     """The assistant message a model turn writes: opened on the first token, then kept in the
     database by `answers`, the flusher, until it closes."""
@@ -587,7 +580,6 @@ class AnswerWriter:
         self.step: RunStep | None = None
         self.parts: list[str] = []
         self.dirty = False  # text arrived since the last flush
-        self.delta_prefix = ""
 
     async def write(self, text: str) -> None:
         if self.message is None:
@@ -595,10 +587,7 @@ class AnswerWriter:
             answers.add(self)
         self.parts.append(text)
         self.dirty = True
-        # Encoded by hand: this event goes out once per token, and only the text varies.
-        self.execution.emit(
-            "thread.message.delta", self.delta_prefix + json.dumps(text) + DELTA_SUFFIX
-        )
+        self.execution.emit(events.MESSAGE_DELTA, events.MessageText(self.message.id, text))
 
     def open(self) -> None:
         run = self.execution.run
@@ -615,7 +604,6 @@ class AnswerWriter:
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": self.message.id}},
         )
-        self.delta_prefix = DELTA_PREFIX % self.message.id
         self.execution.open_message_id = self.message.id
         self.execution.emit("thread.message.created", self.message.to_api())
         self.execution.emit("thread.message.in_progress", self.message.to_api())

@@ -109,7 +109,8 @@ def test_stream_with_event_handler_emits_events_in_spec_order(
     client: openai.OpenAI, model_server: FakeModelServer
 ) -> None:
     model = unique_model()
-    model_server.script(model, [Reply("one two three four five")])
+    # Paced like a real model: each token is its own delta (tokens that pile up merge; below).
+    model_server.script(model, [Reply("one two three four five", chunk_delay=0.02)])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
     handler = Recorder()
@@ -134,6 +135,27 @@ def test_stream_with_event_handler_emits_events_in_spec_order(
     ]
     assert stream.get_final_run().status == "completed"
     assert stream.get_final_messages()[0].content[0].text.value == "one two three four five"
+
+
+def test_tokens_that_pile_up_go_out_as_one_delta(
+    client: openai.OpenAI, model_server: FakeModelServer
+) -> None:
+    # The fake sends 16 chunks per write at full speed: they reach the engine together, and a
+    # reader that is behind gets them as fewer, longer deltas, with nothing lost or reordered.
+    text = " ".join(f"w{i}" for i in range(400))
+    model = unique_model()
+    model_server.script(model, [Reply(text)])
+    assistant = client.beta.assistants.create(model=model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
+    handler = Recorder()
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+    ) as stream:
+        stream.until_done()
+
+    assert "".join(handler.deltas) == text
+    assert 1 <= len(handler.deltas) < 400
+    assert stream.get_final_messages()[0].content[0].text.value == text
 
 
 def test_create_and_run_creates_thread_and_answers(
