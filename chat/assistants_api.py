@@ -123,6 +123,8 @@ def async_client() -> openai.AsyncOpenAI:
             api_key=settings.ASSISTANTS_KEY or "missing-key",
             timeout=settings.ASSISTANTS_TIMEOUT_SECONDS,
             max_retries=0,
+            # aiohttp reads a stream without re-arming the socket per read, as httpx does.
+            http_client=openai.DefaultAioHttpClient(),
         )
         _async_clients[loop] = client
     return client
