@@ -140,34 +140,40 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def sync_saved(self, request: HttpRequest, form: Any) -> None:
         profile = form.instance
-        error = assistant_sync.push(profile)
-        if error:
+        # Kept here first: if the API refuses or is away, the files wait for "Sync now".
+        assistant_sync.keep_files(profile, form.checked_files)
+        synced = assistant_sync.sync(profile)
+        if synced.error:
             messages.error(
                 request,
-                f"Saved here, but not on the Assistants API, which said: {error} "
+                f"Saved here, but not on the Assistants API, which said: {synced.error} "
                 'The assistant is marked out of sync; "Sync now" retries.',
             )
-            if form.checked_files:
-                messages.error(request, "The knowledge files were not added; add them again.")
-            return
-        if form.checked_files:
-            added = assistant_sync.add_files(profile, form.checked_files)
-            if added.files:
-                messages.info(
-                    request,
-                    f"Added {len(added.files)} knowledge file(s); they are being read now.",
-                )
-            if added.error:
-                messages.error(request, f"Some files were not added: {added.error}")
+        if synced.uploaded:
+            messages.info(
+                request,
+                f"Added {len(synced.uploaded)} knowledge file(s); they are being read now.",
+            )
+        report_waiting(request, profile, synced)
 
     @admin.action(description="Sync now with the Assistants API")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[AssistantProfile]) -> None:
-        failed = {p.name: e for p in queryset if (e := assistant_sync.push(p))}
-        synced = queryset.count() - len(failed)
-        if synced:
-            messages.success(request, f"Synced {synced} assistant(s).")
-        for name, error in failed.items():
-            messages.error(request, f"{name}: the Assistants API said: {error}")
+        done = 0
+        for profile in queryset:
+            synced = assistant_sync.sync(profile)
+            if synced.error:
+                messages.error(request, f"{profile.name}: the Assistants API said: {synced.error}")
+            elif not synced.waiting:
+                done += 1
+            if synced.uploaded:
+                messages.info(
+                    request,
+                    f"{profile.name}: uploaded {len(synced.uploaded)} knowledge file(s); "
+                    "they are being read now.",
+                )
+            report_waiting(request, profile, synced)
+        if done:
+            messages.success(request, f"Synced {done} assistant(s).")
 
     # --- Deleting: the remote parts go too --------------------------------------------------------
 
@@ -260,6 +266,11 @@ class AssistantProfileAdmin(admin.ModelAdmin):
             "reindex",
         }:
             return HttpResponse(status=403)
+        if verb == "reindex" and file.waiting:
+            messages.error(
+                request, f'{file.name} is not uploaded yet: "Sync now" or saving uploads it.'
+            )
+            return HttpResponseRedirect(change_url)
         try:
             if verb == "remove":
                 assistant_sync.remove_file(file)
@@ -270,6 +281,19 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         except api.AssistantsError as error:
             messages.error(request, f"{file.name}: the Assistants API said: {error}")
         return HttpResponseRedirect(change_url)
+
+
+def report_waiting(
+    request: HttpRequest, profile: AssistantProfile, synced: assistant_sync.Synced
+) -> None:
+    if not synced.waiting:
+        return
+    reasons = "; ".join(f"{f.name}: {f.last_error}" for f in synced.waiting)
+    messages.warning(
+        request,
+        f"{profile.name}: {len(synced.waiting)} knowledge file(s) are kept here, waiting to "
+        f'upload ({reasons}). "Sync now" or saving again uploads them.',
+    )
 
 
 def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> SafeString:
@@ -303,6 +327,11 @@ def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> Sa
 
 
 def knowledge_state(file: KnowledgeFile) -> SafeString:
+    if file.waiting:
+        return format_html(
+            '<span class="state waiting">waiting to upload: {}</span>',
+            file.last_error or "not sent yet",
+        )
     if file.status == KnowledgeFile.Status.COMPLETED:
         counts = [
             f"{count:,} {noun}{'' if count == 1 else 's'}"
@@ -329,15 +358,20 @@ def knowledge_buttons(profile: AssistantProfile, file: KnowledgeFile) -> SafeStr
             "admin:chat_assistantprofile_knowledge_file", args=[profile.pk, file.pk, verb]
         )
 
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formnovalidate '
-        'aria-label="Re-index {}">Re-index</button> '
+    remove = format_html(
         '<button type="submit" class="button" formaction="{}" formnovalidate '
         'aria-label="Remove {}">Remove</button>',
-        url("reindex"),
-        file.name,
         url("remove"),
         file.name,
+    )
+    if file.waiting:
+        return remove  # nothing to re-index until the API has it
+    return format_html(
+        '<button type="submit" class="button" formaction="{}" formnovalidate '
+        'aria-label="Re-index {}">Re-index</button> {}',
+        url("reindex"),
+        file.name,
+        remove,
     )
 
 

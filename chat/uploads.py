@@ -103,6 +103,10 @@ def clean_name(name: str) -> str:
     return name or "file"
 
 
+def kind_of(name: str) -> Kind | None:
+    return KINDS.get(os.path.splitext(name)[1].lower())
+
+
 @dataclass
 class CheckedFile:
     name: str
@@ -115,8 +119,7 @@ def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
     """The file, if its content is what its name says; `limit` defaults to the chat's."""
     limit = limit or settings.CHAT_MAX_UPLOAD_BYTES
     name = clean_name(uploaded.name or "")
-    suffix = os.path.splitext(name)[1].lower()
-    kind = KINDS.get(suffix)
+    kind = kind_of(name)
     if kind is None:
         raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
     size = uploaded.size or 0
