@@ -461,6 +461,10 @@ async def search_step(thread_id: str, run_id: str, step_id: str) -> dict[str, An
 # --- Files and vector stores ----------------------------------------------------------------------
 
 
+# Uploads take an open file, which the SDK sends in 64 KB chunks as it reads them; a path or
+# bytes it would hold whole in memory (bench/upload_memory.py measures both).
+
+
 @translated
 async def upload_file(name: str, content: IO[bytes], content_type: str) -> str:
     uploaded = await async_client().files.create(
