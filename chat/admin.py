@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.cache import cache
@@ -18,14 +19,15 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from chat import assistant_sync, conversations
+from chat import assistant_sync, conversations, uploads
 from chat import assistants_api as api
 from chat.admin_forms import AssistantProfileForm, SuggestingInput
 from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from chat.uploads import human_size
+from chat.views import file_response
 
 MODEL_NAMES_KEY = "chat:admin:model-names"
 MODEL_NAMES_SECONDS = 60
@@ -398,12 +400,20 @@ class ConversationAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     def get_urls(self) -> list[URLPattern]:
-        transcript = path(
-            "<int:pk>/transcript/",
-            self.admin_site.admin_view(self.transcript_view),
-            name="chat_conversation_transcript",
-        )
-        return [transcript, *super().get_urls()]
+        view = self.admin_site.admin_view
+        own = [
+            path(
+                "<int:pk>/transcript/",
+                view(self.transcript_view),
+                name="chat_conversation_transcript",
+            ),
+            path(
+                "<int:pk>/files/<str:file_id>/",
+                view(require_GET(self.file_view)),
+                name="chat_conversation_file",
+            ),
+        ]
+        return own + super().get_urls()
 
     def transcript_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The thread as its owner reads it (rendered and sanitised as in the chat), read-only."""
@@ -414,10 +424,22 @@ class ConversationAdmin(admin.ModelAdmin):
         context["opts"] = self.opts
         context["title"] = f"Transcript: {conversation.title}"
         try:
-            context["history"] = conversations.history(conversation)
+            context["history"] = conversations.history(
+                conversation, file_route="admin:chat_conversation_file"
+            )
         except api.AssistantsError as error:
             context["history_error"] = str(error)
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
+
+    def file_view(self, request: HttpRequest, pk: int, file_id: str) -> HttpResponse:
+        """A file the transcript links to, as its owner would open it: only one attached to or
+        cited in this conversation's thread; any other is a 404."""
+        conversation = get_object_or_404(Conversation, pk=pk)
+        if not self.has_view_permission(request, conversation):
+            return HttpResponse(status=403)
+        # The admin's views are sync; the file streams from the API on the server's event loop
+        # (under ASGI, async_to_sync runs there), as the owner's route streams it.
+        return async_to_sync(conversation_file)(conversation, file_id)
 
     @admin.display(description="transcript")
     def transcript(self, conversation: Conversation) -> SafeString:
@@ -457,6 +479,10 @@ class ConversationAdmin(admin.ModelAdmin):
             "<tbody>{}</tbody></table>",
             rows,
         )
+
+
+async def conversation_file(conversation: Conversation, file_id: str) -> HttpResponse:
+    return await file_response(await uploads.file_in(conversation, file_id), file_id)
 
 
 def run_row(run: dict[str, Any]) -> tuple[str, ...]:
