@@ -72,6 +72,12 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         # The files the upload handler skipped (chat.middleware) are reported at their field.
         return type(form.__name__, (form,), {"too_large": too_large_uploads(request)})
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Sync fills the remote id in; once a profile exists, another id would orphan the
+        # remote assistant it has. A new profile may name one to take over (the form checks).
+        fixed = ["assistant_id"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "model":
             kwargs["widget"] = SuggestingInput(self.model_names(request))
@@ -135,6 +141,9 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        if form.mirrored is not None:
+            # In the same transaction as the profile: the knowledge it takes over, as listed.
+            assistant_sync.adopt_knowledge(form.instance, form.mirrored)
         # The admin saves inside a transaction; the API is reached once it is committed. That
         # keeps what was entered whatever the API does, and the embedded engine, which writes
         # to the same database, never waits for this request's lock (SQLite).

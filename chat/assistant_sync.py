@@ -230,35 +230,64 @@ def remove_remote(profile: AssistantProfile) -> None:
         api.remove_vector_store(parts.vector_store_id)
 
 
+@dataclass(frozen=True)
+class Remote:
+    """A remote assistant as a profile would mirror it: its values and its knowledge."""
+
+    assistant_id: str
+    values: dict[str, Any]  # AssistantProfile fields (see profile_values)
+    files: list[api.StoredFile]  # what its vector store holds
+
+    @property
+    def vector_store_id(self) -> str:
+        return str(self.values["vector_store_id"])
+
+
+def remote(assistant_id: str) -> Remote:
+    """The remote assistant with this id; NotFound if the API has none."""
+    return mirror_of(api.remote_assistant(assistant_id))
+
+
+def mirror_of(assistant: dict[str, Any]) -> Remote:
+    values = profile_values(assistant)
+    store_id = values["vector_store_id"]
+    return Remote(assistant["id"], values, api.vector_store_files(store_id) if store_id else [])
+
+
+def adopt_knowledge(profile: AssistantProfile, mirrored: Remote) -> None:
+    """Rows for the files already in the mirrored assistant's vector store, which becomes the
+    profile's (local writes only: the API was asked before)."""
+    profile.set_vector_store(mirrored.vector_store_id)
+    KnowledgeFile.objects.bulk_create(
+        KnowledgeFile(
+            profile=profile,
+            file_id=file.file_id,
+            name=file.name,
+            size=file.size,
+            status=file.ingestion.status,
+            last_error=file.ingestion.last_error,
+            usage_bytes=file.ingestion.usage_bytes,
+            pages=file.ingestion.pages,
+            chunks=file.ingestion.chunks,
+        )
+        for file in mirrored.files
+    )
+
+
 def import_remote() -> list[AssistantProfile]:
     """Profiles for the remote assistants that no profile mirrors yet (unpublished)."""
     known = set(
         AssistantProfile.objects.exclude(assistant_id="").values_list("assistant_id", flat=True)
     )
     made = []
-    for remote in api.remote_assistants():
-        if remote["id"] in known:
+    for assistant in api.remote_assistants():
+        if assistant["id"] in known:
             continue
-        values = profile_values(remote)
-        store_id = values["vector_store_id"]
-        stored = api.vector_store_files(store_id) if store_id else []
+        mirrored = mirror_of(assistant)
         with transaction.atomic():
-            profile = AssistantProfile.objects.create(**values)
-            profile.mark_synced(remote["id"], profile.updated_at)
-            KnowledgeFile.objects.bulk_create(
-                KnowledgeFile(
-                    profile=profile,
-                    file_id=file.file_id,
-                    name=file.name,
-                    size=file.size,
-                    status=file.ingestion.status,
-                    last_error=file.ingestion.last_error,
-                    usage_bytes=file.ingestion.usage_bytes,
-                    pages=file.ingestion.pages,
-                    chunks=file.ingestion.chunks,
-                )
-                for file in stored
-            )
+            profile = AssistantProfile.objects.create(**mirrored.values)
+            profile.mark_synced(mirrored.assistant_id, profile.updated_at)
+            adopt_knowledge(profile, mirrored)
         made.append(profile)
     return made
 

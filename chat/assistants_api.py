@@ -625,9 +625,7 @@ def vector_store_files(vector_store_id: str) -> list[StoredFile]:
             file = client.files.retrieve(entry.id)
         except openai.NotFoundError:
             continue
-        error = entry.last_error.message if entry.last_error is not None else ""
-        ingestion = Ingestion(entry.status, error, entry.usage_bytes)
-        stored.append(StoredFile(entry.id, file.filename, file.bytes, ingestion))
+        stored.append(StoredFile(entry.id, file.filename, file.bytes, ingestion_of(entry)))
     return stored
 
 
@@ -654,6 +652,11 @@ def ingestion(vector_store_id: str, file_id: str) -> Ingestion:
         entry = sync_client().vector_stores.files.retrieve(file_id, vector_store_id=vector_store_id)
     except openai.NotFoundError:
         return Ingestion("gone", "The vector store no longer holds this file.", None)
+    return ingestion_of(entry)
+
+
+def ingestion_of(entry: Any) -> Ingestion:
+    """A vector store file's state (`VectorStoreFile`), with what our engine adds to it."""
     error = entry.last_error.message if entry.last_error is not None else ""
     extra = entry.model_extra or {}
     return Ingestion(

@@ -35,7 +35,7 @@ class AssistantProfile(models.Model):
         "remote assistant id",
         max_length=128,
         blank=True,
-        help_text="Filled in when the assistant is first synced. Set it to mirror an existing one.",
+        help_text="Filled in by the first sync (or given when the profile was added), then fixed.",
     )
     model = models.CharField(max_length=256)
     instructions = models.TextField(blank=True, validators=[MaxLengthValidator(INSTRUCTIONS_LIMIT)])
