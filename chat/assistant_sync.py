@@ -2,7 +2,8 @@
 
 Each function does the remote work through `assistants_api` and records the outcome on the
 profile; none needs a request, so tests call them directly. A refusal or an outage never loses
-what an admin entered: the profile stays saved, marked out of sync with the API's message.
+what an admin entered: the profile stays saved, marked out of sync with the API's message, and
+knowledge files wait here (`keep_files`) until a sync uploads them.
 """
 
 from __future__ import annotations
