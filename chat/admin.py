@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.cache import cache
@@ -18,14 +19,15 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from chat import assistant_sync, conversations
+from chat import assistant_sync, conversations, uploads
 from chat import assistants_api as api
 from chat.admin_forms import AssistantProfileForm, SuggestingInput
 from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from chat.uploads import human_size
+from chat.views import file_response
 
 MODEL_NAMES_KEY = "chat:admin:model-names"
 MODEL_NAMES_SECONDS = 60
@@ -69,6 +71,12 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         form = super().get_form(request, obj, change, **kwargs)
         # The files the upload handler skipped (chat.middleware) are reported at their field.
         return type(form.__name__, (form,), {"too_large": too_large_uploads(request)})
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Sync fills the remote id in; once a profile exists, another id would orphan the
+        # remote assistant it has. A new profile may name one to take over (the form checks).
+        fixed = ["assistant_id"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "model":
@@ -133,6 +141,9 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        if form.mirrored is not None:
+            # In the same transaction as the profile: the knowledge it takes over, as listed.
+            assistant_sync.adopt_knowledge(form.instance, form.mirrored)
         # The admin saves inside a transaction; the API is reached once it is committed. That
         # keeps what was entered whatever the API does, and the embedded engine, which writes
         # to the same database, never waits for this request's lock (SQLite).
@@ -140,34 +151,40 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def sync_saved(self, request: HttpRequest, form: Any) -> None:
         profile = form.instance
-        error = assistant_sync.push(profile)
-        if error:
+        # Kept here first: if the API refuses or is away, the files wait for "Sync now".
+        assistant_sync.keep_files(profile, form.checked_files)
+        synced = assistant_sync.sync(profile)
+        if synced.error:
             messages.error(
                 request,
-                f"Saved here, but not on the Assistants API, which said: {error} "
+                f"Saved here, but not on the Assistants API, which said: {synced.error} "
                 'The assistant is marked out of sync; "Sync now" retries.',
             )
-            if form.checked_files:
-                messages.error(request, "The knowledge files were not added; add them again.")
-            return
-        if form.checked_files:
-            added = assistant_sync.add_files(profile, form.checked_files)
-            if added.files:
-                messages.info(
-                    request,
-                    f"Added {len(added.files)} knowledge file(s); they are being read now.",
-                )
-            if added.error:
-                messages.error(request, f"Some files were not added: {added.error}")
+        if synced.uploaded:
+            messages.info(
+                request,
+                f"Added {len(synced.uploaded)} knowledge file(s); they are being read now.",
+            )
+        report_waiting(request, profile, synced)
 
     @admin.action(description="Sync now with the Assistants API")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[AssistantProfile]) -> None:
-        failed = {p.name: e for p in queryset if (e := assistant_sync.push(p))}
-        synced = queryset.count() - len(failed)
-        if synced:
-            messages.success(request, f"Synced {synced} assistant(s).")
-        for name, error in failed.items():
-            messages.error(request, f"{name}: the Assistants API said: {error}")
+        done = 0
+        for profile in queryset:
+            synced = assistant_sync.sync(profile)
+            if synced.error:
+                messages.error(request, f"{profile.name}: the Assistants API said: {synced.error}")
+            elif not synced.waiting:
+                done += 1
+            if synced.uploaded:
+                messages.info(
+                    request,
+                    f"{profile.name}: uploaded {len(synced.uploaded)} knowledge file(s); "
+                    "they are being read now.",
+                )
+            report_waiting(request, profile, synced)
+        if done:
+            messages.success(request, f"Synced {done} assistant(s).")
 
     # --- Deleting: the remote parts go too --------------------------------------------------------
 
@@ -260,6 +277,11 @@ class AssistantProfileAdmin(admin.ModelAdmin):
             "reindex",
         }:
             return HttpResponse(status=403)
+        if verb == "reindex" and file.waiting:
+            messages.error(
+                request, f'{file.name} is not uploaded yet: "Sync now" or saving uploads it.'
+            )
+            return HttpResponseRedirect(change_url)
         try:
             if verb == "remove":
                 assistant_sync.remove_file(file)
@@ -270,6 +292,19 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         except api.AssistantsError as error:
             messages.error(request, f"{file.name}: the Assistants API said: {error}")
         return HttpResponseRedirect(change_url)
+
+
+def report_waiting(
+    request: HttpRequest, profile: AssistantProfile, synced: assistant_sync.Synced
+) -> None:
+    if not synced.waiting:
+        return
+    reasons = "; ".join(f"{f.name}: {f.last_error}" for f in synced.waiting)
+    messages.warning(
+        request,
+        f"{profile.name}: {len(synced.waiting)} knowledge file(s) are kept here, waiting to "
+        f'upload ({reasons}). "Sync now" or saving again uploads them.',
+    )
 
 
 def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> SafeString:
@@ -303,6 +338,11 @@ def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> Sa
 
 
 def knowledge_state(file: KnowledgeFile) -> SafeString:
+    if file.waiting:
+        return format_html(
+            '<span class="state waiting">waiting to upload: {}</span>',
+            file.last_error or "not sent yet",
+        )
     if file.status == KnowledgeFile.Status.COMPLETED:
         counts = [
             f"{count:,} {noun}{'' if count == 1 else 's'}"
@@ -329,15 +369,20 @@ def knowledge_buttons(profile: AssistantProfile, file: KnowledgeFile) -> SafeStr
             "admin:chat_assistantprofile_knowledge_file", args=[profile.pk, file.pk, verb]
         )
 
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formnovalidate '
-        'aria-label="Re-index {}">Re-index</button> '
+    remove = format_html(
         '<button type="submit" class="button" formaction="{}" formnovalidate '
         'aria-label="Remove {}">Remove</button>',
-        url("reindex"),
-        file.name,
         url("remove"),
         file.name,
+    )
+    if file.waiting:
+        return remove  # nothing to re-index until the API has it
+    return format_html(
+        '<button type="submit" class="button" formaction="{}" formnovalidate '
+        'aria-label="Re-index {}">Re-index</button> {}',
+        url("reindex"),
+        file.name,
+        remove,
     )
 
 
@@ -364,12 +409,20 @@ class ConversationAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     def get_urls(self) -> list[URLPattern]:
-        transcript = path(
-            "<int:pk>/transcript/",
-            self.admin_site.admin_view(self.transcript_view),
-            name="chat_conversation_transcript",
-        )
-        return [transcript, *super().get_urls()]
+        view = self.admin_site.admin_view
+        own = [
+            path(
+                "<int:pk>/transcript/",
+                view(self.transcript_view),
+                name="chat_conversation_transcript",
+            ),
+            path(
+                "<int:pk>/files/<str:file_id>/",
+                view(require_GET(self.file_view)),
+                name="chat_conversation_file",
+            ),
+        ]
+        return own + super().get_urls()
 
     def transcript_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The thread as its owner reads it (rendered and sanitised as in the chat), read-only."""
@@ -380,10 +433,22 @@ class ConversationAdmin(admin.ModelAdmin):
         context["opts"] = self.opts
         context["title"] = f"Transcript: {conversation.title}"
         try:
-            context["history"] = conversations.history(conversation)
+            context["history"] = conversations.history(
+                conversation, file_route="admin:chat_conversation_file"
+            )
         except api.AssistantsError as error:
             context["history_error"] = str(error)
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
+
+    def file_view(self, request: HttpRequest, pk: int, file_id: str) -> HttpResponse:
+        """A file the transcript links to, as its owner would open it: only one attached to or
+        cited in this conversation's thread; any other is a 404."""
+        conversation = get_object_or_404(Conversation, pk=pk)
+        if not self.has_view_permission(request, conversation):
+            return HttpResponse(status=403)
+        # The admin's views are sync; the file streams from the API on the server's event loop
+        # (under ASGI, async_to_sync runs there), as the owner's route streams it.
+        return async_to_sync(conversation_file)(conversation, file_id)
 
     @admin.display(description="transcript")
     def transcript(self, conversation: Conversation) -> SafeString:
@@ -423,6 +488,10 @@ class ConversationAdmin(admin.ModelAdmin):
             "<tbody>{}</tbody></table>",
             rows,
         )
+
+
+async def conversation_file(conversation: Conversation, file_id: str) -> HttpResponse:
+    return await file_response(await uploads.file_in(conversation, file_id), file_id)
 
 
 def run_row(run: dict[str, Any]) -> tuple[str, ...]:

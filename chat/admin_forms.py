@@ -14,10 +14,20 @@ from django.utils.safestring import SafeString
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from chat import uploads
+from chat import assistant_sync, uploads
+from chat import assistants_api as api
 from chat.models import AssistantProfile
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# Ids go into the API's URL paths: nothing there but what ids are made of.
+ASSISTANT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+ASSISTANT_ID_HELP = (
+    "Leave it empty to create a new assistant on the Assistants API. To take over one that "
+    "is there already, give its id (like asst_abc123): it must exist, and it then gets the "
+    "settings above, its knowledge files show below, and its function tools stay as they are "
+    "unless you define some. To copy one as it is instead, use “Import from API” in the list. "
+    "It cannot be changed later."
+)
 METADATA_PAIRS = 16
 FUNCTIONS_HELP = (
     'A JSON list of functions: [{"name": "get_weather", "description": "…", '
@@ -200,26 +210,62 @@ class AssistantProfileForm(forms.ModelForm):
             "instructions": CountedTextarea(AssistantProfile.INSTRUCTIONS_LIMIT),
             "description": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
         }
+        help_texts = {"assistant_id": ASSISTANT_ID_HELP}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Strictly: a bad count here is also caught by the model's validator.
         self.fields["instructions"].max_length = AssistantProfile.INSTRUCTIONS_LIMIT
         self.checked_files: list[uploads.CheckedFile] = []
+        # The remote assistant a new profile takes over, if its id was given (clean_assistant_id).
+        self.mirrored: assistant_sync.Remote | None = None
         limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
         # The page refuses an over-limit file before sending it (static/chat/admin.js).
         self.fields["knowledge_files"].widget.attrs.update(
             {"data-max-bytes": str(limit), "data-max-text": uploads.human_size(limit)}
         )
 
+    def clean_assistant_id(self) -> str:
+        """Only on a new profile (read-only after): empty, or an assistant the API has."""
+        value = (self.cleaned_data.get("assistant_id") or "").strip()
+        if not value:
+            return ""
+        if not ASSISTANT_ID.match(value):
+            raise forms.ValidationError(
+                "An assistant id is made of letters, digits, _ and - (like asst_abc123)."
+            )
+        taken = AssistantProfile.objects.filter(assistant_id=value).first()
+        if taken is not None:
+            raise forms.ValidationError(f"“{taken}” already mirrors {value}; edit that one.")
+        try:
+            self.mirrored = assistant_sync.remote(value)
+        except api.NotFound:
+            raise forms.ValidationError(
+                f"The Assistants API has no assistant {value}. Check the id, or leave it "
+                "empty to create a new assistant."
+            ) from None
+        except api.AssistantsError as error:
+            raise forms.ValidationError(
+                f"The id cannot be checked now: {error} Try again, or leave it empty to "
+                "create a new assistant."
+            ) from None
+        return value
+
     def clean_functions(self) -> list[dict[str, Any]] | None:
         value = self.cleaned_data.get("functions")
         if value is None:
-            # An empty box: no functions; but a mirrored profile that never managed its
-            # functions leaves the remote assistant's alone (see AssistantProfile.functions).
-            unmanaged = self.instance.pk is not None and self.instance.functions is None
-            return None if unmanaged else []
+            return None  # an empty box: see clean(), which knows about the remote id
         return check_functions(value)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "functions" in cleaned and cleaned["functions"] is None:
+            # An empty box: no functions; but a mirrored profile that never managed its
+            # functions leaves the remote assistant's alone (see AssistantProfile.functions),
+            # and so does a new one taking over a remote assistant.
+            unmanaged = self.instance.pk is not None and self.instance.functions is None
+            cleaned["functions"] = None if unmanaged or self.mirrored is not None else []
+        return cleaned
 
     def clean_metadata(self) -> dict[str, str]:
         return check_metadata(self.cleaned_data.get("metadata"))

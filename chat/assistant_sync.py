@@ -2,7 +2,8 @@
 
 Each function does the remote work through `assistants_api` and records the outcome on the
 profile; none needs a request, so tests call them directly. A refusal or an outage never loses
-what an admin entered: the profile stays saved, marked out of sync with the API's message.
+what an admin entered: the profile stays saved, marked out of sync with the API's message, and
+knowledge files wait here (`keep_files`) until a sync uploads them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from chat import assistants_api as api
+from chat import uploads
 from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import CheckedFile
 
@@ -61,27 +63,86 @@ def ensure_vector_store(profile: AssistantProfile) -> str:
     return store_id
 
 
+def keep_files(profile: AssistantProfile, files: list[CheckedFile]) -> list[KnowledgeFile]:
+    """Keep checked files here, waiting to upload, so that nothing added is lost whatever the
+    API does next; `sync` uploads them. A temporary upload is moved, never read into memory."""
+    kept = []
+    for file in files:
+        row = KnowledgeFile(
+            profile=profile, name=file.name, size=file.size, status=KnowledgeFile.Status.WAITING
+        )
+        # The upload itself, not a wrapper: storage moves a temporary file instead of copying it.
+        row.local_copy.save(file.name, file.file, save=False)  # type: ignore[arg-type]
+        row.save()
+        kept.append(row)
+    return kept
+
+
 @dataclass
-class Added:
-    files: list[KnowledgeFile]
-    error: str | None  # why the rest were not added, if the API refused one
+class Synced:
+    error: str | None  # the API's message if the assistant itself is not in sync
+    uploaded: list[KnowledgeFile]  # knowledge files the API took now
+    waiting: list[KnowledgeFile]  # knowledge files still kept here, each with the API's message
 
 
-def add_files(profile: AssistantProfile, files: list[CheckedFile]) -> Added:
-    """Upload checked files into the profile's vector store; stops at the first refusal."""
-    added: list[KnowledgeFile] = []
+def sync(profile: AssistantProfile) -> Synced:
+    """Bring the remote assistant in line, then upload the knowledge files waiting here.
+
+    What saving does once committed, and what "Sync now" does. Files go once the assistant
+    itself is synced, one by one: a refusal leaves that file waiting with the API's message and
+    the next goes on; an outage leaves the rest waiting. Any file left waiting keeps the profile
+    out of sync.
+    """
+    waiting = list(profile.knowledge.filter(file_id=""))
+    error = push(profile)
+    if error:
+        for file in waiting:
+            file.wait(error)
+        return Synced(error, [], waiting)
+    uploaded: list[KnowledgeFile] = []
+    left: list[KnowledgeFile] = []
+    stopped = None  # why none of the rest can go (the API is away, or there is no store)
     try:
-        store_id = ensure_vector_store(profile)
-        for file in files:
-            file_id = api.add_knowledge(store_id, file.name, file.file, file.content_type)
-            added.append(
-                KnowledgeFile.objects.create(
-                    profile=profile, file_id=file_id, name=file.name, size=file.size
-                )
-            )
-    except api.AssistantsError as error:
-        return Added(added, str(error))
-    return Added(added, None)
+        store_id = ensure_vector_store(profile) if waiting else ""
+    except api.AssistantsError as store_error:
+        stopped = str(store_error)
+    for file in waiting:
+        if stopped:
+            file.wait(stopped)
+            left.append(file)
+            continue
+        try:
+            upload(store_id, file)
+        except api.Unreachable as outage:
+            stopped = str(outage)
+            file.wait(stopped)
+            left.append(file)
+        except (api.AssistantsError, MissingCopy) as refusal:
+            file.wait(str(refusal))
+            left.append(file)
+        else:
+            uploaded.append(file)
+    if left:
+        profile.mark_unsynced(f"{left[0].name} was not uploaded: {left[0].last_error}")
+    return Synced(None, uploaded, left)
+
+
+class MissingCopy(Exception):
+    """The copy kept here went missing (say, the data directory was cleaned by hand)."""
+
+
+def upload(store_id: str, file: KnowledgeFile) -> None:
+    """One waiting file into the vector store, read from its local copy as it is sent."""
+    kind = uploads.kind_of(file.name)
+    content_type = kind.content_type if kind else "application/octet-stream"
+    try:
+        content = file.local_copy.open("rb")
+    except (OSError, ValueError):  # ValueError: no copy at all
+        raise MissingCopy("The copy kept here is missing; add the file again.") from None
+    with content:
+        # An open file, not a path: the SDK reads a path whole into memory, a file in chunks.
+        file_id = api.add_knowledge(store_id, file.name, content, content_type)
+    file.uploaded(file_id)
 
 
 def refresh(profile: AssistantProfile, *, save: bool = True) -> list[KnowledgeFile]:
@@ -116,8 +177,10 @@ def reindex(file: KnowledgeFile) -> None:
 
 
 def remove_file(file: KnowledgeFile) -> None:
-    """Remove the file remotely, then here: if the API fails, nothing is forgotten."""
-    api.remove_knowledge(file.profile.vector_store_id, file.file_id)
+    """Remove the file remotely, then here: if the API fails, nothing is forgotten. A file still
+    waiting to upload is only here: its row and local copy go."""
+    if not file.waiting:
+        api.remove_knowledge(file.profile.vector_store_id, file.file_id)
     file.delete()
 
 
@@ -143,7 +206,7 @@ def remote_parts(profile: AssistantProfile) -> RemoteParts:
     return RemoteParts(
         profile.assistant_id,
         profile.vector_store_id,
-        list(profile.knowledge.values_list("file_id", "name")),
+        list(profile.knowledge.exclude(file_id="").values_list("file_id", "name")),
     )
 
 
@@ -168,35 +231,64 @@ def remove_remote(profile: AssistantProfile) -> None:
         api.remove_vector_store(parts.vector_store_id)
 
 
+@dataclass(frozen=True)
+class Remote:
+    """A remote assistant as a profile would mirror it: its values and its knowledge."""
+
+    assistant_id: str
+    values: dict[str, Any]  # AssistantProfile fields (see profile_values)
+    files: list[api.StoredFile]  # what its vector store holds
+
+    @property
+    def vector_store_id(self) -> str:
+        return str(self.values["vector_store_id"])
+
+
+def remote(assistant_id: str) -> Remote:
+    """The remote assistant with this id; NotFound if the API has none."""
+    return mirror_of(api.remote_assistant(assistant_id))
+
+
+def mirror_of(assistant: dict[str, Any]) -> Remote:
+    values = profile_values(assistant)
+    store_id = values["vector_store_id"]
+    return Remote(assistant["id"], values, api.vector_store_files(store_id) if store_id else [])
+
+
+def adopt_knowledge(profile: AssistantProfile, mirrored: Remote) -> None:
+    """Rows for the files already in the mirrored assistant's vector store, which becomes the
+    profile's (local writes only: the API was asked before)."""
+    profile.set_vector_store(mirrored.vector_store_id)
+    KnowledgeFile.objects.bulk_create(
+        KnowledgeFile(
+            profile=profile,
+            file_id=file.file_id,
+            name=file.name,
+            size=file.size,
+            status=file.ingestion.status,
+            last_error=file.ingestion.last_error,
+            usage_bytes=file.ingestion.usage_bytes,
+            pages=file.ingestion.pages,
+            chunks=file.ingestion.chunks,
+        )
+        for file in mirrored.files
+    )
+
+
 def import_remote() -> list[AssistantProfile]:
     """Profiles for the remote assistants that no profile mirrors yet (unpublished)."""
     known = set(
         AssistantProfile.objects.exclude(assistant_id="").values_list("assistant_id", flat=True)
     )
     made = []
-    for remote in api.remote_assistants():
-        if remote["id"] in known:
+    for assistant in api.remote_assistants():
+        if assistant["id"] in known:
             continue
-        values = profile_values(remote)
-        store_id = values["vector_store_id"]
-        stored = api.vector_store_files(store_id) if store_id else []
+        mirrored = mirror_of(assistant)
         with transaction.atomic():
-            profile = AssistantProfile.objects.create(**values)
-            profile.mark_synced(remote["id"], profile.updated_at)
-            KnowledgeFile.objects.bulk_create(
-                KnowledgeFile(
-                    profile=profile,
-                    file_id=file.file_id,
-                    name=file.name,
-                    size=file.size,
-                    status=file.ingestion.status,
-                    last_error=file.ingestion.last_error,
-                    usage_bytes=file.ingestion.usage_bytes,
-                    pages=file.ingestion.pages,
-                    chunks=file.ingestion.chunks,
-                )
-                for file in stored
-            )
+            profile = AssistantProfile.objects.create(**mirrored.values)
+            profile.mark_synced(mirrored.assistant_id, profile.updated_at)
+            adopt_knowledge(profile, mirrored)
         made.append(profile)
     return made
 

@@ -463,6 +463,10 @@ async def search_step(thread_id: str, run_id: str, step_id: str) -> dict[str, An
 # --- Files and vector stores ----------------------------------------------------------------------
 
 
+# Uploads take an open file, which the SDK sends in 64 KB chunks as it reads them; a path or
+# bytes it would hold whole in memory (bench/upload_memory.py measures both).
+
+
 @translated
 async def upload_file(name: str, content: IO[bytes], content_type: str) -> str:
     uploaded = await async_client().files.create(
@@ -623,9 +627,7 @@ def vector_store_files(vector_store_id: str) -> list[StoredFile]:
             file = client.files.retrieve(entry.id)
         except openai.NotFoundError:
             continue
-        error = entry.last_error.message if entry.last_error is not None else ""
-        ingestion = Ingestion(entry.status, error, entry.usage_bytes)
-        stored.append(StoredFile(entry.id, file.filename, file.bytes, ingestion))
+        stored.append(StoredFile(entry.id, file.filename, file.bytes, ingestion_of(entry)))
     return stored
 
 
@@ -652,6 +654,11 @@ def ingestion(vector_store_id: str, file_id: str) -> Ingestion:
         entry = sync_client().vector_stores.files.retrieve(file_id, vector_store_id=vector_store_id)
     except openai.NotFoundError:
         return Ingestion("gone", "The vector store no longer holds this file.", None)
+    return ingestion_of(entry)
+
+
+def ingestion_of(entry: Any) -> Ingestion:
+    """A vector store file's state (`VectorStoreFile`), with what our engine adds to it."""
     error = entry.last_error.message if entry.last_error is not None else ""
     extra = entry.model_extra or {}
     return Ingestion(

@@ -21,7 +21,7 @@ from chat import relay, replay
 from chat.access import may_use
 from chat.assistant_sync import fields_of
 from chat.models import AssistantProfile, Conversation, Upload
-from chat.rendering import MessageView, cited_file_ids, message_view
+from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
 from chat.uploads import CheckedFile
 
 log = logging.getLogger(__name__)
@@ -319,9 +319,11 @@ class History:
     last_run: relay.RunView | None = None  # the last answer, when it went wrong
 
 
-def history(conversation: Conversation, older_than: str | None = None) -> History:
+def history(
+    conversation: Conversation, older_than: str | None = None, *, file_route: str = OWNER_FILES
+) -> History:
     """A page of the thread's messages from the API, without the answer that is streaming now
-    (the live stream replays that one whole)."""
+    (the live stream replays that one whole). Files link to `file_route` (the admin's own)."""
     page = api.list_messages(conversation.thread_id, older_than=older_than, limit=PAGE_SIZE)
     active = conversation.active_run_id
     messages = [m for m in page.messages if not (active and m.get("run_id") == active)]
@@ -329,7 +331,7 @@ def history(conversation: Conversation, older_than: str | None = None) -> Histor
     missing = cited_file_ids(messages) - set(names)
     if missing:
         names |= api.file_names(missing)
-    views = [message_view(m, conversation.pk, names) for m in reversed(messages)]
+    views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
     history = History(views, page.older)
     if older_than is None and not active and views and views[-1].role == "user":
         history.last_run = unanswered(conversation)

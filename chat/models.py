@@ -5,11 +5,18 @@ Messages are not copied here: the Assistants API is their source of truth.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
 
 
 class AssistantProfile(models.Model):
@@ -28,7 +35,7 @@ class AssistantProfile(models.Model):
         "remote assistant id",
         max_length=128,
         blank=True,
-        help_text="Filled in when the assistant is first synced. Set it to mirror an existing one.",
+        help_text="Filled in by the first sync (or given when the profile was added), then fixed.",
     )
     model = models.CharField(max_length=256)
     instructions = models.TextField(blank=True, validators=[MaxLengthValidator(INSTRUCTIONS_LIMIT)])
@@ -95,10 +102,37 @@ class AssistantProfile(models.Model):
         self.vector_store_id = vector_store_id
 
 
+@deconstructible(path="chat.models.WaitingFileStorage")
+class WaitingFileStorage(FileSystemStorage):
+    """Knowledge files the Assistants API has not taken yet: under the data directory, which
+    nothing serves, readable by this process alone. The place follows the setting (tests move it).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(file_permissions_mode=0o600, directory_permissions_mode=0o700)
+
+    @property  # type: ignore[override]
+    def base_location(self) -> str:
+        return str(settings.KNOWLEDGE_WAITING_DIR)
+
+    @property  # type: ignore[override]
+    def location(self) -> str:
+        return os.path.abspath(self.base_location)
+
+
+def waiting_path(file: KnowledgeFile, name: str) -> str:
+    return f"{file.profile_id}/{name}"
+
+
 class KnowledgeFile(models.Model):
-    """A file in an assistant's vector store; `status` caches the API's ingestion state."""
+    """A file in an assistant's vector store; `status` caches the API's ingestion state.
+
+    A file the API did not take when it was added waits here (`local_copy`, no `file_id`) until
+    a sync uploads it.
+    """
 
     class Status(models.TextChoices):
+        WAITING = "waiting", "waiting to upload"
         IN_PROGRESS = "in_progress", "processing"
         COMPLETED = "completed", "ready"
         FAILED = "failed", "failed"
@@ -107,24 +141,62 @@ class KnowledgeFile(models.Model):
     profile = models.ForeignKey(
         AssistantProfile, on_delete=models.CASCADE, related_name="knowledge"
     )
-    file_id = models.CharField("remote file id", max_length=128)
+    file_id = models.CharField("remote file id", max_length=128, blank=True)
     name = models.CharField(max_length=255)
     size = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    # Why it failed to be read, or (waiting) why the API did not take it, as the API said.
     last_error = models.TextField(blank=True)
     usage_bytes = models.BigIntegerField(null=True, blank=True)
     pages = models.IntegerField(null=True, blank=True)
     chunks = models.IntegerField(null=True, blank=True)
+    # The file itself while it waits to be uploaded; emptied (and deleted) once the API has it.
+    local_copy = models.FileField(
+        storage=WaitingFileStorage(), upload_to=waiting_path, max_length=255, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["profile", "file_id"], name="one_knowledge_per_file")
+            models.UniqueConstraint(
+                fields=["profile", "file_id"],
+                condition=~models.Q(file_id=""),
+                name="one_knowledge_per_file",
+            )
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def waiting(self) -> bool:
+        return not self.file_id
+
+    def wait(self, error: str) -> None:
+        self.status = KnowledgeFile.Status.WAITING
+        self.last_error = error
+        self.save(update_fields=["status", "last_error"])
+
+    def uploaded(self, file_id: str) -> None:
+        """The API has the file now: forget the local copy (once this is committed)."""
+        self.file_id = file_id
+        self.status = KnowledgeFile.Status.IN_PROGRESS
+        self.last_error = ""
+        copy = self.local_copy
+        self.local_copy = ""  # type: ignore[assignment]
+        self.save(update_fields=["file_id", "status", "last_error", "local_copy"])
+        if copy:
+            transaction.on_commit(lambda: copy.storage.delete(copy.name))
+
+
+# A local copy goes with its row however the row goes: removed alone, or with its profile
+# (a cascade, which calls no delete() of the files). After the commit, so a rollback keeps it.
+@receiver(post_delete, sender=KnowledgeFile)
+def delete_local_copy(sender: Any, instance: KnowledgeFile, **kwargs: Any) -> None:
+    if instance.local_copy:
+        storage, name = instance.local_copy.storage, instance.local_copy.name
+        transaction.on_commit(lambda: storage.delete(name))
 
 
 class Conversation(models.Model):

@@ -121,8 +121,14 @@ class MessageView:
     incomplete: bool = False
 
 
-def file_url(conversation_id: int, file_id: str, page: int | None = None) -> str:
-    url = reverse("chat:file", args=[conversation_id, file_id])
+# The route that opens a conversation's files: its owner's, or the admin's (for a transcript).
+OWNER_FILES = "chat:file"
+
+
+def file_url(
+    conversation_id: int, file_id: str, page: int | None = None, route: str = OWNER_FILES
+) -> str:
+    url = reverse(route, args=[conversation_id, file_id])
     return f"{url}#page={page}" if page else url
 
 
@@ -144,6 +150,7 @@ def cited_text(
     conversation_id: int,
     names: dict[str, str],
     first_number: int = 1,
+    file_route: str = OWNER_FILES,
 ) -> tuple[SafeString, list[Footnote]]:
     """Markdown with each citation marker replaced by a numbered link, and the footnotes."""
     text = text.replace(CITE_OPEN, "").replace(CITE_CLOSE, "")
@@ -170,7 +177,7 @@ def cited_text(
                     name=name or names.get(file_id, "a file"),
                     page=page,
                     quote=quote,
-                    url=file_url(conversation_id, file_id, page),
+                    url=file_url(conversation_id, file_id, page, file_route),
                 )
             )
         spans.append((start, end, numbers[key]))
@@ -213,6 +220,7 @@ def message_view(
     message: dict[str, Any],
     conversation_id: int,
     names: dict[str, str],
+    file_route: str = OWNER_FILES,
 ) -> MessageView:
     role = message.get("role", "assistant")
     pieces: list[str] = []
@@ -225,19 +233,25 @@ def message_view(
                 continue
             annotations = part["text"].get("annotations") or []
             body, notes = cited_text(
-                text, annotations, conversation_id, names, first_number=len(footnotes) + 1
+                text,
+                annotations,
+                conversation_id,
+                names,
+                first_number=len(footnotes) + 1,
+                file_route=file_route,
             )
             pieces.append(body)
             footnotes.extend(notes)
         elif part.get("type") == "image_file":
-            url = html.escape(file_url(conversation_id, part["image_file"]["file_id"]))
+            image_id = part["image_file"]["file_id"]
+            url = html.escape(file_url(conversation_id, image_id, route=file_route))
             pieces.append(f'<p><img src="{url}" alt="Image from the assistant"></p>')
         elif part.get("type") == "refusal":
             pieces.append(f"<p>{escape_text(part.get('refusal', ''))}</p>")
     attachments = [
         Attachment(
             name=names.get(a["file_id"], "attached file"),
-            url=file_url(conversation_id, a["file_id"]),
+            url=file_url(conversation_id, a["file_id"], route=file_route),
         )
         for a in message.get("attachments") or []
     ]

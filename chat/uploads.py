@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest
 
 from chat import assistants_api as api
 from chat.access import aconversation_for
-from chat.models import Upload
+from chat.models import Conversation, Upload
 
 CHUNK = 1024 * 1024
 PDF = "application/pdf"
@@ -103,6 +103,10 @@ def clean_name(name: str) -> str:
     return name or "file"
 
 
+def kind_of(name: str) -> Kind | None:
+    return KINDS.get(os.path.splitext(name)[1].lower())
+
+
 @dataclass
 class CheckedFile:
     name: str
@@ -115,8 +119,7 @@ def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
     """The file, if its content is what its name says; `limit` defaults to the chat's."""
     limit = limit or settings.CHAT_MAX_UPLOAD_BYTES
     name = clean_name(uploaded.name or "")
-    suffix = os.path.splitext(name)[1].lower()
-    kind = KINDS.get(suffix)
+    kind = kind_of(name)
     if kind is None:
         raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
     size = uploaded.size or 0
@@ -198,7 +201,12 @@ async def file_for(user: Any, conversation_id: int, file_id: str) -> Downloadabl
 
     Anything else, including files of other people's conversations, is a 404.
     """
-    conversation = await aconversation_for(user, conversation_id)
+    return await file_in(await aconversation_for(user, conversation_id), file_id)
+
+
+async def file_in(conversation: Conversation, file_id: str) -> Downloadable:
+    """The file, if it belongs to the conversation: attached by its owner, or cited (or shown)
+    in its thread. Anything else is a 404."""
     upload = await Upload.objects.filter(conversation=conversation, file_id=file_id).afirst()
     if upload is not None:
         return Downloadable(upload.name)

@@ -309,6 +309,11 @@ async def file(request: HttpRequest, conversation_id: int, file_id: str) -> Http
     anything else downloads, and none of it can run script on this site."""
     user = await request.auser()
     found = await uploads.file_for(user, conversation_id, file_id)
+    return await file_response(found, file_id)
+
+
+async def file_response(found: uploads.Downloadable, file_id: str) -> HttpResponse:
+    """The file streamed from the API, once `found` says who may have it (the admin's too)."""
     chunks = api.file_content(file_id)
     try:
         head = await anext(chunks, b"")

@@ -182,6 +182,9 @@ CHAT_MAX_MESSAGE_CHARS = env_int("THREADLINE_CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MAX_UPLOAD_BYTES = env_int("THREADLINE_CHAT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 # Knowledge files admins upload for an assistant (the embedded engine takes up to MAX_UPLOAD_BYTES).
 KNOWLEDGE_MAX_UPLOAD_BYTES = env_int("THREADLINE_KNOWLEDGE_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
+# Knowledge files kept while the Assistants API is down or refuses them, until a sync uploads
+# them. Never under a served path.
+KNOWLEDGE_WAITING_DIR = DATA_DIR / "knowledge-waiting"
 # Estimated cost per run in the admin: {"model": [input $ per 1M tokens, output $ per 1M]}.
 MODEL_PRICES = env_json("THREADLINE_MODEL_PRICES", {})
 CHAT_MAX_FILES = env_int("THREADLINE_CHAT_MAX_FILES", 10)

@@ -278,6 +278,14 @@ def point_at(settings: Any, url: str) -> None:
     api.sync_client.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def waiting_dir(settings: Any, tmp_path: Path) -> Path:
+    """Knowledge files the in-process admin keeps for a later sync go in the test's own folder,
+    not the project's var/."""
+    settings.KNOWLEDGE_WAITING_DIR = tmp_path / "knowledge-waiting"
+    return settings.KNOWLEDGE_WAITING_DIR
+
+
 @pytest.fixture
 def remote(offline_engine: ThreadlineServer, settings: Any) -> Iterator[openai.OpenAI]:
     """The admin's Assistants API is the offline engine; the SDK client checks what it holds."""

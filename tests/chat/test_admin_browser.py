@@ -1,4 +1,5 @@
-"""The admin in real Chromium: an assistant with a PDF as its knowledge, used from the chat.
+"""The admin in real Chromium: an assistant with a PDF as its knowledge, used from the chat;
+knowledge added while the Assistants API is down, kept, then uploaded by "Sync now".
 
 The server has no model API, so the offline retrieval-only model answers, with citations.
 Screenshots go to test-artifacts/.
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.chat.conftest import ARTIFACTS, CORPUS, PASSWORD, Browser, shell, start_chat_server
-from tests.servers import ThreadlineServer
+from tests.servers import ThreadlineServer, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -135,3 +136,71 @@ def test_admin_sets_up_a_pdf_assistant_and_a_person_gets_a_cited_answer(
         assert admin.errors == []
     finally:
         admin.close()
+
+
+def test_knowledge_added_while_the_api_is_down_waits_then_goes_with_sync_now(
+    chromium: Any, tmp_path: Path
+) -> None:
+    # The chat's Assistants API is a port where nothing listens; the engine itself is fine.
+    down = ThreadlineServer(env={"THREADLINE_ASSISTANTS_URL": f"http://127.0.0.1:{free_port()}/v1"})
+    down.migrate()
+    down.manage("collectstatic", "--noinput", "-v0")
+    down.start()
+    try:
+        shell(down, PEOPLE)
+        admin = Browser(chromium, down.url, "admin-waiting")
+        try:
+            admin_login(admin)
+            page = admin.page
+            page.goto("/admin/chat/assistantprofile/add/")
+            page.get_by_label("Name").fill("Kept for later")
+            page.get_by_label("Model").fill("threadline-retrieval")
+            name = "notes<img src=x onerror=alert(1)>.md"  # a name to escape, too
+            notes = tmp_path / name
+            notes.write_text("# Notes\n\nThe toponymy model is in chapter 5.\n")
+            page.get_by_label("Add knowledge files").set_input_files(
+                [str(CORPUS / PDF), str(notes)]
+            )
+            page.get_by_role("button", name="Save and continue editing").click()
+            page.get_by_text("Saved here, but not on the Assistants API").wait_for()
+            page.get_by_text("2 knowledge file(s) are kept here, waiting to upload").wait_for()
+            knowledge = page.locator("#knowledge")
+            waiting = knowledge.get_by_text("waiting to upload: The assistant service isn't")
+            assert waiting.count() == 2
+            assert knowledge.get_by_text(name).is_visible()  # shown as text, not markup
+            assert knowledge.get_by_role("button", name=f"Re-index {PDF}").count() == 0
+            knowledge.scroll_into_view_if_needed()
+            admin.shot("waiting")
+            assert admin.errors == []
+        finally:
+            admin.close()
+    finally:
+        down.stop()
+
+    # The same data, served again with the API reachable: "Sync now" uploads what waited.
+    up = ThreadlineServer(data_dir=down.data_dir).start()
+    try:
+        admin = Browser(chromium, up.url, "admin-waiting-synced")
+        try:
+            admin_login(admin)
+            page = admin.page
+            page.goto("/admin/chat/assistantprofile/")
+            assert page.get_by_text("✗ out of sync").is_visible()
+            page.get_by_role("row", name="Kept for later").get_by_role("checkbox").check()
+            page.get_by_role("combobox", name="Action").select_option("sync_now")
+            page.get_by_role("button", name="Go").click()
+            page.get_by_text("Kept for later: uploaded 2 knowledge file(s)").wait_for()
+            page.get_by_text("Synced 1 assistant(s).").wait_for()
+            page.get_by_role("link", name="Kept for later").click()
+            knowledge = page.locator("#knowledge")
+            knowledge.get_by_text("✓ ready, 19 pages").wait_for(timeout=60_000)
+            knowledge.get_by_text("✓ ready, 1 page").wait_for(timeout=60_000)
+            assert knowledge.get_by_text("waiting to upload").count() == 0
+            knowledge.scroll_into_view_if_needed()
+            admin.shot("synced")
+            assert admin.errors == []
+        finally:
+            admin.close()
+    finally:
+        up.stop()
+    assert list((down.data_dir / "knowledge-waiting").rglob("*.*")) == []  # copies went
