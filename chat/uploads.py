@@ -22,6 +22,7 @@ from chat.access import aconversation_for
 from chat.models import Conversation, Upload
 
 CHUNK = 1024 * 1024
+JSON_PARSE_MAX_BYTES = 4 * 1024 * 1024
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -133,7 +134,7 @@ def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
     elif kind.content_type == DOCX:
         check_docx(name, uploaded)
     else:
-        check_text(name, uploaded, kind)
+        check_text(name, uploaded, kind, size)
     uploaded.seek(0)
     return CheckedFile(name, size, kind.content_type, uploaded)
 
@@ -167,21 +168,24 @@ def check_docx(name: str, file: IO[bytes]) -> None:
         raise refused from None
 
 
-def check_text(name: str, file: IO[bytes], kind: Kind) -> None:
+def check_text(name: str, file: IO[bytes], kind: Kind, size: int) -> None:
     refused = Refused(f"{name} is not {kind.label} text: its content is binary.")
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     text: list[str] = []
+    # Parsing JSON holds about ten times the text in memory: bigger files are checked as UTF-8
+    # text only, and the engine's ingestion reports one that does not parse.
+    parse = kind.content_type == "application/json" and size <= JSON_PARSE_MAX_BYTES
     try:
         while chunk := file.read(CHUNK):
             if b"\x00" in chunk:
                 raise refused
             piece = decoder.decode(chunk)
-            if kind.content_type == "application/json":
+            if parse:
                 text.append(piece)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise refused from None
-    if kind.content_type == "application/json":
+    if parse:
         try:
             json.loads("".join(text))
         except ValueError:

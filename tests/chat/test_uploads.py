@@ -115,3 +115,23 @@ def test_too_many_files_are_refused(owner: ChatClient, scripted: Scripted) -> No
     files = [(f"n{i}.txt", b"x", "text/plain") for i in range(11)]
     sent = owner.send("Many", assistant=scripted.profile_id, files=files)
     assert "Attach at most 10 files at once." in sent.response.text
+
+
+def test_big_json_is_checked_as_text_without_parsing_it_whole() -> None:
+    import tracemalloc
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from chat.uploads import JSON_PARSE_MAX_BYTES, Refused, check
+
+    rows = b",".join(b'{"id": %d, "name": "row"}' % i for i in range(400_000))
+    big = b"[" + rows + b"]"
+    assert len(big) > JSON_PARSE_MAX_BYTES
+    tracemalloc.start()
+    checked = check(SimpleUploadedFile("rows.json", big), limit=len(big))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert checked.content_type == "application/json"
+    assert peak < 8 * 1024 * 1024, f"checking held {peak:,} bytes"
+    with pytest.raises(Refused, match=r"rows\.json is not JSON text: its content is binary"):
+        check(SimpleUploadedFile("rows.json", big[:-1] + b"\x00"), limit=len(big))
