@@ -3,7 +3,9 @@ same answer read from the engine directly, side by side in one run, on one serve
 
 The model is the project's fake (`tests.fake_model`, in a child process of its own). The server
 is the real product, chat and engine in one daphne process (`tests.servers.ThreadlineServer`),
-with the fake as its model API. Two clients, both async, both in this process:
+with the fake as its model API; with `--split`, the chat is served by a second daphne process
+that reaches the first one's engine over HTTP (one database), as an operator with more than one
+core would run it. Two clients, both async, both in this process:
 
 - engine: the official SDK, as any API client would send a message and stream the answer:
   `messages.create` then `runs.create(stream=True)`, timed from the first request. The events
@@ -35,7 +37,7 @@ What is measured (a paced model sends a chunk every `--pace` seconds, like a rea
 Caveats: a 2-core shared machine; the clients, the fake model and the server compete for it.
 Compare ratios within one run, not absolute numbers across runs.
 
-    .venv/bin/python bench/chat_stream.py [--runs 20] [--concurrency 100,200]
+    .venv/bin/python bench/chat_stream.py [--runs 20] [--concurrency 100,200] [--split]
 """
 
 from __future__ import annotations
@@ -266,11 +268,14 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]
 # --- Server CPU -----------------------------------------------------------------------------------
 
 
-def cpu_seconds(server: ThreadlineServer) -> float:
-    assert server.process is not None
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1]
-    utime, stime = fields.split()[11:13]
-    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(servers: list[ThreadlineServer]) -> float:
+    total = 0
+    for server in servers:
+        assert server.process is not None
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        total += int(utime) + int(stime)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -315,11 +320,13 @@ class Phase:
         return self.tokens() / events if events else math.nan
 
 
-async def timed(server: ThreadlineServer, runs: list[Callable[[], Awaitable[Sample]]]) -> Phase:
-    cpu = cpu_seconds(server)
+async def timed(
+    servers: list[ThreadlineServer], runs: list[Callable[[], Awaitable[Sample]]]
+) -> Phase:
+    cpu = cpu_seconds(servers)
     start = time.perf_counter()
     samples = await asyncio.gather(*(run() for run in runs))
-    return Phase(list(samples), time.perf_counter() - start, cpu_seconds(server) - cpu)
+    return Phase(list(samples), time.perf_counter() - start, cpu_seconds(servers) - cpu)
 
 
 def merge(phases: list[Phase]) -> Phase:
@@ -368,7 +375,12 @@ async def gather_limited(calls: list[Callable[[], Awaitable[int]]], limit: int) 
 
 
 async def sequential(
-    server: ThreadlineServer, engine: Engine, browser: Browser, profile: int, model: str, runs: int
+    servers: list[ThreadlineServer],
+    engine: Engine,
+    browser: Browser,
+    profile: int,
+    model: str,
+    runs: int,
 ) -> tuple[Phase, Phase]:
     thread = await engine.thread()
     conversation = await browser.new_conversation(profile)
@@ -382,7 +394,7 @@ async def sequential(
             (chat_phases, lambda: browser.stream(conversation, TOKENS_FAST)),
         ]
         for phases, run in steps if index % 2 == 0 else reversed(steps):
-            phases.append(await timed(server, [run]))
+            phases.append(await timed(servers, [run]))
     return merge(engine_phases), merge(chat_phases)
 
 
@@ -391,7 +403,7 @@ TOKENS_PACED = 100
 
 
 async def paced_pair(
-    server: ThreadlineServer,
+    servers: list[ThreadlineServer],
     engine: Engine,
     browser: Browser,
     model_server: FakeModelServer,
@@ -414,12 +426,12 @@ async def paced_pair(
         ]
         for phases, run in steps if index % 2 == 0 else reversed(steps):
             paced(model_server, model, tokens, pace, 1)
-            phases.append(await timed(server, [run]))
+            phases.append(await timed(servers, [run]))
     return merge(engine_phases), merge(chat_phases)
 
 
 async def concurrent(
-    server: ThreadlineServer,
+    servers: list[ThreadlineServer],
     browser: Browser,
     model_server: FakeModelServer,
     profile: int,
@@ -434,11 +446,11 @@ async def concurrent(
     )
     paced(model_server, model, tokens, pace, count)
     print(f"  chat: {count} streams", flush=True)
-    return await timed(server, [lambda c=c: browser.stream(c, tokens) for c in conversations])
+    return await timed(servers, [lambda c=c: browser.stream(c, tokens) for c in conversations])
 
 
 async def engine_concurrent(
-    server: ThreadlineServer,
+    servers: list[ThreadlineServer],
     engine: Engine,
     model_server: FakeModelServer,
     model: str,
@@ -449,7 +461,7 @@ async def engine_concurrent(
     threads = await gather_limited([engine.thread] * count, SETUP_CONCURRENCY)
     paced(model_server, model, tokens, pace, count)
     print(f"  engine: {count} streams", flush=True)
-    return await timed(server, [lambda t=t: engine.stream(t, model, tokens) for t in threads])
+    return await timed(servers, [lambda t=t: engine.stream(t, model, tokens) for t in threads])
 
 
 async def first_load(browser: Browser, conversation_id: int) -> list[tuple[str, int, int]]:
@@ -548,8 +560,16 @@ async def measure(args: argparse.Namespace) -> None:
     fast, slow = f"tokens-{TOKENS_FAST}", "paced"
     profiles = prepare(server, [fast, slow])
     server.start()
+    servers = [server]
+    if args.split:
+        # The chat in a process of its own, reaching the engine's over HTTP (same database).
+        chat_env = {**model_env(model_server), "THREADLINE_ASSISTANTS_URL": server.api_url}
+        chat_server = ThreadlineServer(env=chat_env, data_dir=server.data_dir)
+        chat_server.log_path = server.data_dir / "chat-server.log"
+        chat_server.migrated = True
+        servers.append(chat_server.start())
     engine = Engine(server)
-    browser = Browser(server)
+    browser = Browser(servers[-1])
     rows: list[list[str]] = []
     problems: list[str] = []
     try:
@@ -557,7 +577,7 @@ async def measure(args: argparse.Namespace) -> None:
 
         print(f"TTFT: {args.runs} paced answers each ...", flush=True)
         e, c = await paced_pair(
-            server, engine, browser, model_server, profiles[slow], slow, args.runs, args.pace, 20
+            servers, engine, browser, model_server, profiles[slow], slow, args.runs, args.pace, 20
         )
         scenario = f"1 stream, paced x{args.runs}"
         for p in (50, 99):
@@ -574,7 +594,7 @@ async def measure(args: argparse.Namespace) -> None:
 
         print(f"inter-token delay: {args.paced_runs} paced answers each ...", flush=True)
         e, c = await paced_pair(
-            server,
+            servers,
             engine,
             browser,
             model_server,
@@ -604,7 +624,7 @@ async def measure(args: argparse.Namespace) -> None:
         print(
             f"flood: {args.flood_runs} unpaced answers of {TOKENS_FAST} tokens each ...", flush=True
         )
-        e, c = await sequential(server, engine, browser, profiles[fast], fast, args.flood_runs)
+        e, c = await sequential(servers, engine, browser, profiles[fast], fast, args.flood_runs)
         scenario = f"1 stream, unpaced x{args.flood_runs}"
         for p in (50, 99):
             de, dc = percentile(e.ttfts_ms(), p), percentile(c.ttfts_ms(), p)
@@ -636,10 +656,10 @@ async def measure(args: argparse.Namespace) -> None:
             print(f"{count} concurrent streams: engine, then chat ...", flush=True)
             tokens = args.concurrent_tokens
             e = await engine_concurrent(
-                server, engine, model_server, slow, count, args.pace, tokens
+                servers, engine, model_server, slow, count, args.pace, tokens
             )
             c = await concurrent(
-                server, browser, model_server, profiles[slow], slow, count, args.pace, tokens
+                servers, browser, model_server, profiles[slow], slow, count, args.pace, tokens
             )
             rows += burst_rows(count, e, c)
             problems += [s.error or f"ended_ok={s.ended_ok} tokens={s.tokens}" for s in c.errors]
@@ -674,7 +694,8 @@ async def measure(args: argparse.Namespace) -> None:
     finally:
         await browser.http.aclose()
         await engine.client.close()
-        server.stop()
+        for running in servers:
+            running.stop()
         model_server.stop()
         if not args.keep:
             shutil.rmtree(server.data_dir, ignore_errors=True)
@@ -715,6 +736,11 @@ def main() -> None:
         default=600,
         help="tokens per answer in the concurrent scenarios: long enough that every stream is "
         "still streaming when the last one starts",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="serve the chat from a second process that reaches the engine's over HTTP",
     )
     parser.add_argument("--keep", action="store_true", help="keep the server's data directory")
     asyncio.run(measure(parser.parse_args()))
