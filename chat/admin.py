@@ -152,7 +152,9 @@ class AssistantProfileAdmin(admin.ModelAdmin):
     def sync_saved(self, request: HttpRequest, form: Any) -> None:
         profile = form.instance
         # Kept here first: if the API refuses or is away, the files wait for "Sync now".
-        assistant_sync.keep_files(profile, form.checked_files)
+        kept = assistant_sync.keep_files(profile, form.checked_files)
+        for problem in kept.problems:
+            messages.error(request, f"{problem} Add it again once the disk has room.")
         synced = assistant_sync.sync(profile)
         if synced.error:
             messages.error(

@@ -63,18 +63,30 @@ def ensure_vector_store(profile: AssistantProfile) -> str:
     return store_id
 
 
-def keep_files(profile: AssistantProfile, files: list[CheckedFile]) -> list[KnowledgeFile]:
+@dataclass
+class Kept:
+    files: list[KnowledgeFile]
+    problems: list[str]  # files that could not be stored here, each with why
+
+
+def keep_files(profile: AssistantProfile, files: list[CheckedFile]) -> Kept:
     """Keep checked files here, waiting to upload, so that nothing added is lost whatever the
     API does next; `sync` uploads them. A temporary upload is moved, never read into memory."""
-    kept = []
+    kept = Kept([], [])
     for file in files:
         row = KnowledgeFile(
             profile=profile, name=file.name, size=file.size, status=KnowledgeFile.Status.WAITING
         )
-        # The upload itself, not a wrapper: storage moves a temporary file instead of copying it.
-        row.local_copy.save(file.name, file.file, save=False)  # type: ignore[arg-type]
+        try:
+            # The upload itself, not a wrapper: storage moves a temporary file, not copies it.
+            row.local_copy.save(file.name, file.file, save=False)  # type: ignore[arg-type]
+        except OSError as error:  # a full or read-only disk: say so, keep the rest
+            log.exception("Keeping knowledge file %s failed", file.name)
+            reason = error.strerror or type(error).__name__
+            kept.problems.append(f"{file.name} could not be stored on this server ({reason}).")
+            continue
         row.save()
-        kept.append(row)
+        kept.files.append(row)
     return kept
 
 

@@ -210,3 +210,24 @@ def test_a_missing_local_copy_is_reported_not_crashed_on(
     assert pdf.last_error == "The copy kept here is missing; add the file again."
     profile.refresh_from_db()
     assert profile.sync_error == f"{PDF} was not uploaded: {pdf.last_error}"
+
+
+def test_a_file_that_cannot_be_stored_here_is_named_and_the_rest_are_kept(
+    settings: Any, tmp_path: Path
+) -> None:
+    from chat.uploads import CheckedFile
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the folder should be")
+    profile = AssistantProfile.objects.create(name="Disk", model="threadline-retrieval")
+    first = CheckedFile("a.md", len(NOTES), "text/markdown", SimpleUploadedFile("a.md", NOTES))
+    settings.KNOWLEDGE_WAITING_DIR = blocked / "waiting"
+    kept = assistant_sync.keep_files(profile, [first])
+    assert kept.files == []
+    assert kept.problems == ["a.md could not be stored on this server (Not a directory)."]
+    assert not KnowledgeFile.objects.filter(profile=profile).exists()
+
+    settings.KNOWLEDGE_WAITING_DIR = tmp_path / "waiting"
+    second = CheckedFile("b.md", len(NOTES), "text/markdown", SimpleUploadedFile("b.md", NOTES))
+    kept = assistant_sync.keep_files(profile, [second])
+    assert [f.name for f in kept.files] == ["b.md"] and kept.problems == []

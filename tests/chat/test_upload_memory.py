@@ -94,7 +94,8 @@ def test_a_waiting_knowledge_file_is_kept_and_uploaded_in_chunks(
 ) -> None:
     profile = AssistantProfile.objects.create(name="Big", model="threadline-retrieval")
     checked = uploads.check(big_pdf, SIZE)
-    (kept,), peak = peak_allocated(lambda: assistant_sync.keep_files(profile, [checked]))
+    result, peak = peak_allocated(lambda: assistant_sync.keep_files(profile, [checked]))
+    (kept,) = result.files
     assert kept.local_copy.size == SIZE
     assert peak < BOUND, f"keeping it held {peak / MB:.1f} MB at once"
 
