@@ -89,7 +89,17 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # channels_redis waits on Redis for messages 5 s at a time; redis-py's
+                        # default socket timeout (also 5 s) cut that wait off, and a live
+                        # stream quiet for 5 s failed with TimeoutError.
+                        "socket_timeout": 15,
+                    }
+                ]
+            },
         }
     }
 else:

@@ -25,7 +25,7 @@ from tests.chat.conftest import (
     text_of,
 )
 from tests.conftest import model_env, sdk
-from tests.fake_model import FakeModelServer, Reply
+from tests.fake_model import FakeModelServer, Hang, Reply
 from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer
 
 pytestmark = pytest.mark.redis
@@ -71,6 +71,8 @@ def pair(redis: RedisServer, chat_model: FakeModelServer) -> Iterator[Pair]:
         # A Stop that reaches B cancels a run executing on A: A's worker notices it on its next
         # heartbeat, every third of this.
         "THREADLINE_RUN_STALE_SECONDS": "6",
+        # Patient with the scripted model's pauses.
+        "THREADLINE_MODEL_TIMEOUT_SECONDS": "20",
     }
     a = ThreadlineServer(env=env, name="a")
     # B uses A's database: its SQLite file in the shared data directory, or on PostgreSQL, A's.
@@ -225,6 +227,20 @@ def test_stop_on_the_other_process_ends_the_answer_streaming_from_the_first(
     assert "Stopped." in rest[-2].data
     assert time.monotonic() - stopped_at < 10
     assert "w399" not in streamed(first + rest)
+
+
+def test_a_pause_in_the_answer_longer_than_a_redis_wait_keeps_the_stream(
+    on_a: ChatClient, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # The Redis channel layer waits for messages 5 seconds at a time: the reader's process hears
+    # nothing for longer than that while the model thinks, and the stream must go on.
+    # The model API sends nothing for 6 seconds, then drops the connection; the engine retries.
+    scripted.script(Hang(6), Reply("after a pause"))
+    sent = on_a.send("Think first", assistant=scripted.profile_id)
+    assert sent.events_url
+    status, events = on_b.events(sent.events_url, timeout=30)
+    assert status == 200
+    assert_whole_once(events, "after a pause")
 
 
 def test_run_started_through_one_process_is_polled_through_the_other(
