@@ -97,8 +97,14 @@ if REDIS_URL:
                         # default socket timeout (also 5 s) cut that wait off, and a live
                         # stream quiet for 5 s failed with TimeoutError.
                         "socket_timeout": 15,
+                        # redis-py's asyncio pool refuses a 101st command in flight by default
+                        # (MaxConnectionsError): about one per live answer at peak.
+                        "max_connections": 1000,
                     }
-                ]
+                ],
+                # Messages waiting for a process's readers, all of them together (one Redis
+                # key per process): the default 100 dropped a burst from a few hundred answers.
+                "capacity": 1000,
             },
         }
     }

@@ -258,3 +258,57 @@ def test_run_started_through_one_process_is_polled_through_the_other(
         assert done.status == "completed"
         (message,) = via_b.beta.threads.messages.list(thread.id, run_id=run.id)
         assert message.content[0].text.value.split() == words.split()  # type: ignore[union-attr]
+
+
+def test_many_tabs_on_the_other_process_each_get_the_whole_answer(
+    pair: Pair, on_a: ChatClient, scripted: Scripted
+) -> None:
+    # One answer, read in many tabs at once: each event the relay publishes reaches them all.
+    tabs = 150
+    words = tokens(40)
+    scripted.script(Reply(words, chunk_delay=0.05))
+    sent = on_a.send("Count slowly", assistant=scripted.profile_id)
+    assert sent.events_url
+    url = sent.events_url
+
+    def tab(_: int) -> tuple[int, list[Event]]:
+        client = ChatClient(pair.b.url)
+        client.http.cookies.update(on_a.http.cookies)
+        try:
+            return client.events(url, timeout=60)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(tabs) as pool:
+        results = list(pool.map(tab, range(tabs)))
+    assert [status for status, _ in results] == [200] * tabs
+    for _, events in results:
+        assert events[-1].event == "end"
+        final = text_of(events[-2].data).split()
+        assert all(final.count(word) == 1 for word in words.split())
+
+
+LAYER_LOAD = """
+import asyncio
+from channels.layers import get_channel_layer
+
+async def main(count):
+    layer = get_channel_layer()
+    readers = [await layer.new_channel() for _ in range(count)]
+    await asyncio.gather(*(layer.group_add(f"load.{i}", c) for i, c in enumerate(readers)))
+    await asyncio.gather(
+        *(layer.group_send(f"load.{i}", {"type": "run.event", "seq": i}) for i in range(count))
+    )
+    got = await asyncio.wait_for(asyncio.gather(*(layer.receive(c) for c in readers)), 30)
+    print(sorted(m["seq"] for m in got) == list(range(count)))
+
+asyncio.run(main(300))
+"""
+
+
+def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) -> None:
+    # The settings' Redis channel layer, in a process of its own: a publish per live answer,
+    # all at once, each to a reader in one process. redis-py's pool allowed 100 commands in
+    # flight, and channels_redis kept 100 undelivered messages per process, not per reader.
+    out = pair.a.manage("shell", "--no-imports", "-c", LAYER_LOAD)
+    assert out.strip().splitlines()[-1] == "True"
