@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -22,6 +23,7 @@ from chat.access import aconversation_for
 from chat.relay import group_name
 from chat.rendering import sse_event
 
+log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
 HEADERS = [
     (b"Content-Type", b"text/event-stream; charset=utf-8"),
@@ -42,13 +44,34 @@ def last_event_id(scope: dict[str, Any]) -> int:
 class RunEventsConsumer(AsyncHttpConsumer):
     """GET /c/<conversation_id>/runs/<run_id>/events"""
 
+    run_id = ""
+    group: str | None = None
+    heartbeat: asyncio.Task[None] | None = None
+    streaming = False  # the 200 and its headers are out
+    closed = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            # The channel layer failed under the stream (Redis went away, say). Daphne would
+            # leave a started response open, and the heartbeat would keep it alive: end it
+            # instead, so that EventSource reconnects and resumes from its Last-Event-ID.
+            if not self.streaming or self.closed:
+                raise
+            log.exception("The event stream of run %s failed; ending it", self.run_id)
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.send_body(b"", more_body=False)
+        finally:
+            self.closed = True
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+
     async def handle(self, body: bytes) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
-        self.run_id: str = kwargs["run_id"]
+        self.run_id = kwargs["run_id"]
         self.last = last_event_id(self.scope)
-        self.group: str | None = None
-        self.heartbeat: asyncio.Task[None] | None = None
-        self.closed = False
         if self.scope.get("method") != "GET":
             await self.send_response(405, b"Method not allowed", headers=[(b"Allow", b"GET")])
             raise StopConsumer()
@@ -71,6 +94,7 @@ class RunEventsConsumer(AsyncHttpConsumer):
         # either in what we read or among what we receive.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_headers(status=200, headers=HEADERS)
+        self.streaming = True
         await self.send_body(b": stream\n\n", more_body=True)
         await self.catch_up()
         if not self.closed:

@@ -312,3 +312,24 @@ def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) 
     # flight, and channels_redis kept 100 undelivered messages per process, not per reader.
     out = pair.a.manage("shell", "--no-imports", "-c", LAYER_LOAD)
     assert out.strip().splitlines()[-1] == "True"
+
+
+def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
+    pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # Last in this module: Redis comes back empty. Sessions are in the database too; the replay
+    # logs of the answers before are gone.
+    scripted.script(Reply(tokens(400), chunk_delay=0.05))
+    sent = on_a.send("Count forever", assistant=scripted.profile_id)
+    assert sent.events_url
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(on_b.events, sent.events_url, timeout=60)
+        time.sleep(1)
+        pair.redis.stop()
+        stopped = time.monotonic()
+        status, events = reading.result()
+    let_go = time.monotonic() - stopped
+    pair.redis.start()
+    assert status == 200 and events and events[-1].event != "end"
+    # The stream ends, so EventSource reconnects; it is not kept open with no answer coming.
+    assert let_go < 20, let_go
