@@ -3,14 +3,17 @@
 A browser connects with the id of the last event it has (`Last-Event-ID`, which EventSource
 sends by itself when it reconnects), gets what it missed from the replay log, then follows live.
 Every event carries its `id:`. A live event that skips ahead (the channel layer dropped one for a
-slow reader) is filled in from the log; one already sent is skipped. Nothing here starts or
-changes a run: EventSource reconnects on its own, and a GET must never run anything twice.
+slow reader) is filled in from the log; one already sent is skipped. When the live events go
+quiet, the log is read anyway: a dropped last event (the end) has no next one to show the gap.
+Nothing here starts or changes a run: EventSource reconnects on its own, and a GET must never
+run anything twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -22,7 +25,9 @@ from chat.access import aconversation_for
 from chat.relay import group_name
 from chat.rendering import sse_event
 
-HEARTBEAT_SECONDS = 15.0
+log = logging.getLogger(__name__)
+# While no live event arrives for this long, the stream reads the log and sends a comment.
+HEARTBEAT_SECONDS = 5.0
 HEADERS = [
     (b"Content-Type", b"text/event-stream; charset=utf-8"),
     (b"Cache-Control", b"no-cache, no-store"),
@@ -42,13 +47,35 @@ def last_event_id(scope: dict[str, Any]) -> int:
 class RunEventsConsumer(AsyncHttpConsumer):
     """GET /c/<conversation_id>/runs/<run_id>/events"""
 
+    run_id = ""
+    group: str | None = None
+    heartbeat: asyncio.Task[None] | None = None
+    streaming = False  # the 200 and its headers are out
+    closed = False
+    heard = False  # a live event arrived since the heartbeat last looked
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            # The channel layer failed under the stream (Redis went away, say). Daphne would
+            # leave a started response open, and the heartbeat would keep it alive: end it
+            # instead, so that EventSource reconnects and resumes from its Last-Event-ID.
+            if not self.streaming or self.closed:
+                raise
+            log.exception("The event stream of run %s failed; ending it", self.run_id)
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.send_body(b"", more_body=False)
+        finally:
+            self.closed = True
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+
     async def handle(self, body: bytes) -> None:
         kwargs = self.scope["url_route"]["kwargs"]
-        self.run_id: str = kwargs["run_id"]
+        self.run_id = kwargs["run_id"]
         self.last = last_event_id(self.scope)
-        self.group: str | None = None
-        self.heartbeat: asyncio.Task[None] | None = None
-        self.closed = False
         if self.scope.get("method") != "GET":
             await self.send_response(405, b"Method not allowed", headers=[(b"Allow", b"GET")])
             raise StopConsumer()
@@ -67,10 +94,13 @@ class RunEventsConsumer(AsyncHttpConsumer):
             raise StopConsumer()
 
         self.group = group_name(self.run_id)
+        # Live events and the heartbeat's reads of the log send in turn, so ids stay in order.
+        self.sending = asyncio.Lock()
         # Join before reading the log: an event is in the log before it is published, so it is
         # either in what we read or among what we receive.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_headers(status=200, headers=HEADERS)
+        self.streaming = True
         await self.send_body(b": stream\n\n", more_body=True)
         await self.catch_up()
         if not self.closed:
@@ -108,15 +138,12 @@ class RunEventsConsumer(AsyncHttpConsumer):
 
     async def run_event(self, message: dict[str, Any]) -> None:
         """A live event from the relay, through the channel layer."""
-        if self.closed or message["seq"] <= self.last:
-            return
-        if message["seq"] > self.last + 1:
-            await self.catch_up()
-            if self.closed:
-                raise StopConsumer()
-            if message["seq"] <= self.last:
-                return
-        await self.emit(message["seq"], message["event"], message["data"])
+        self.heard = True
+        async with self.sending:
+            if not self.closed and message["seq"] > self.last + 1:
+                await self.catch_up()
+            if not self.closed and message["seq"] > self.last:
+                await self.emit(message["seq"], message["event"], message["data"])
         if self.closed:
             raise StopConsumer()
 
@@ -133,8 +160,19 @@ class RunEventsConsumer(AsyncHttpConsumer):
         await self.leave()
 
     async def beat(self) -> None:
+        """While the live events are quiet, look in the log, and keep the connection open.
+
+        The channel layer can lose an event (channels_redis can drop what it popped for this
+        process when another of its consumers disconnects mid-read: channels_redis#366);
+        catch_up fills any hole, and finds a last event that never came live.
+        """
         while not self.closed:
+            self.heard = False
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            if self.closed or self.heard:
+                continue
+            async with self.sending:
+                await self.catch_up()
             if not self.closed:
                 await self.send_body(b": keep-alive\n\n", more_body=True)
 

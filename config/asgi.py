@@ -11,6 +11,10 @@ from config.server import leave_bodies_to_django
 leave_bodies_to_django()
 django_application = get_asgi_application()
 
+from config.startup import require_redis  # noqa: E402
+
+require_redis()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402

@@ -89,7 +89,23 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # channels_redis waits on Redis for messages 5 s at a time; redis-py's
+                        # default socket timeout (also 5 s) cut that wait off, and a live
+                        # stream quiet for 5 s failed with TimeoutError.
+                        "socket_timeout": 15,
+                        # redis-py's asyncio pool refuses a 101st command in flight by default
+                        # (MaxConnectionsError): about one per live answer at peak.
+                        "max_connections": 1000,
+                    }
+                ],
+                # Messages waiting for a process's readers, all of them together (one Redis
+                # key per process): the default 100 dropped a burst from a few hundred answers.
+                "capacity": 1000,
+            },
         }
     }
 else:

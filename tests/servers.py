@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,11 +59,90 @@ def fresh_postgres_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-class ThreadlineServer:
-    """A daphne process serving the whole product, with its own data directory and database."""
+# Debian's redis-server; THREADLINE_REDIS_SERVER points elsewhere (or nowhere, to see the skip).
+REDIS_SERVER = Path(
+    os.environ.get("THREADLINE_REDIS_SERVER")
+    or shutil.which("redis-server")
+    or "/usr/bin/redis-server"
+)
 
-    def __init__(self, env: dict[str, str] | None = None, data_dir: Path | None = None) -> None:
+
+class RedisServer:
+    """A real redis-server on a free port, in memory only: no RDB snapshots, no AOF.
+
+    Started again after a stop, it listens on the same port, empty.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="threadline-redis-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        if not REDIS_SERVER.exists():
+            raise RuntimeError(f"{REDIS_SERVER} is not installed")
+        with (self.dir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(REDIS_SERVER),
+                    "--port", str(self.port),
+                    "--bind", "127.0.0.1",
+                    "--dir", str(self.dir),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--daemonize", "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited early:\n{self.log()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(7) == b"+PONG\r\n":
+                    return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        path = self.dir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class ThreadlineServer:
+    """A daphne process serving the whole product, with its own data directory and database.
+
+    Several processes can share one (`data_dir`, and `DATABASE_URL` in `env` on PostgreSQL);
+    each then logs to a file of its own (`name`).
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        name: str = "server",
+    ) -> None:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="threadline-test-"))
+        self.log_path = self.data_dir / f"{name}.log"
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -82,7 +163,6 @@ class ThreadlineServer:
         if admin_url and "DATABASE_URL" not in self.env:
             self.env["DATABASE_URL"] = fresh_postgres_database(admin_url)
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir / "server.log"
         self.migrated = False
 
     @property

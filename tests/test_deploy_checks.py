@@ -1,10 +1,12 @@
-"""Production settings pass Django's deployment checks."""
+"""Production settings pass Django's deployment checks; settings that cannot work fail loudly."""
 
 import os
 import subprocess
 import sys
 
-from tests.servers import ROOT
+import pytest
+
+from tests.servers import ROOT, ThreadlineServer, free_port
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -34,3 +36,14 @@ def test_bad_boolean_setting_fails_loudly(tmp_path) -> None:  # type: ignore[no-
     )
     assert result.returncode != 0
     assert "DEBUG must be one of" in result.stderr
+
+
+def test_server_refuses_to_start_when_redis_does_not_answer() -> None:
+    # Nothing listens on the port: the process must say so, rather than serve a 500 at sign-in.
+    server = ThreadlineServer(env={"REDIS_URL": f"redis://:s3cret@127.0.0.1:{free_port()}/0"})
+    with pytest.raises(RuntimeError, match="exited early"):
+        server.start()
+    log = server.log()
+    assert "REDIS_URL is set, but Redis at redis://:***@127.0.0.1:" in log
+    assert "Connection refused" in log
+    assert "s3cret" not in log

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 from chat import assistants_api as api
 from tests.conftest import model_env, sdk
 from tests.fake_model import FakeModelServer
-from tests.servers import ENGINE_KEY, ROOT, ThreadlineServer
+from tests.servers import ENGINE_KEY, REDIS_SERVER, ROOT, ThreadlineServer
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pdf"
 PASSWORD = "a-long-test-password-42"
@@ -310,8 +310,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 NO_CHROMIUM = "Chromium not installed: apt-get install chromium"
+NO_REDIS = "redis-server not installed: apt-get install redis-server"
 ARTIFACTS = ROOT / "test-artifacts"
-_skipped_browser_tests: list[str] = []
 
 
 # Module scope: Playwright's sync API runs an event loop in this thread while it lives, which
@@ -369,19 +369,27 @@ def browser(
     assert session.errors == [], "JavaScript errors in the page"
 
 
+# Tests that need a program the machine may lack, by marker: (what they are, missing?, why).
+# Their fixtures skip them; the summary at the end says how many and why, so a run on a bare
+# machine does not pass quietly with parts of the suite never run.
+NEEDS: dict[str, tuple[str, Callable[[], bool], str]] = {
+    "browser": ("browser", lambda: not CHROMIUM.exists(), NO_CHROMIUM),
+    "redis": ("scale-out", lambda: not REDIS_SERVER.exists(), NO_REDIS),
+}
+_skipped: dict[str, list[str]] = {}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if CHROMIUM.exists():
-        return
-    for item in items:
-        if item.get_closest_marker("browser"):
-            _skipped_browser_tests.append(item.nodeid)
+    for marker, (_, missing, _) in NEEDS.items():
+        if missing():
+            _skipped[marker] = [item.nodeid for item in items if item.get_closest_marker(marker)]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _skipped_browser_tests:
-        terminalreporter.write_line(
-            f"Skipped {len(_skipped_browser_tests)} browser tests: {NO_CHROMIUM}", yellow=True
-        )
+    for marker, nodeids in _skipped.items():
+        if nodeids:
+            kind, _, why = NEEDS[marker]
+            terminalreporter.write_line(f"Skipped {len(nodeids)} {kind} tests: {why}", yellow=True)
 
 
 @pytest.fixture(autouse=True)

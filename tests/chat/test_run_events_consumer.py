@@ -6,6 +6,7 @@ each case (catch up, follow live, fill a gap, skip a repeat, end, someone else's
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from django.contrib.auth.models import User
 
-from chat import replay
+from chat import consumers, replay
 from chat.consumers import RunEventsConsumer
 from chat.models import Conversation
 from chat.relay import group_name
@@ -100,6 +101,24 @@ async def test_catches_up_then_follows_live_without_gaps_or_repeats(people: Any)
     await publish(6, "end", "")
     last = await communicator.receive_output(2)
     assert last["body"].startswith(b"id: 6\nevent: end\n") and last["more_body"] is False
+    await communicator.wait(2)
+
+
+async def test_a_last_event_the_channel_layer_lost_is_found_in_the_log(
+    people: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "HEARTBEAT_SECONDS", 0.05)
+    owner, _, conversation = people
+    log((1, "update", "one"))
+    communicator = connect(owner, conversation)
+    assert await start(communicator) == 200
+    assert await read_ids(communicator, 1) == [1]
+
+    # The relay logs its last events; the channel layer delivers neither (nothing is published).
+    log((2, "update", "final"), (3, "end", ""))
+    # Keep-alive comments go on meanwhile: without the log, this would wait for ever.
+    assert await asyncio.wait_for(read_ids(communicator, 2), 5) == [2, 3]
+    await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(2)
 
 
