@@ -6,9 +6,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Twisted listens with a backlog of 50 by default: a burst of new streams overflowed it.
 BACKLOG ?= 1024
+DAPHNE := $(VENV)/bin/daphne -e "tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG)" config.asgi:application
 export HOST PORT
 
-.PHONY: run test test-postgres lint format check bench setup
+.PHONY: run serve test test-postgres lint format check bench setup
 
 # Installs again only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -26,7 +27,12 @@ setup: $(VENV)/.installed
 
 run: setup
 	@echo "Threadline is serving on http://$(HOST):$(PORT)/ (chat) and /admin/ (admin); Ctrl-C stops it."
-	$(VENV)/bin/daphne -e "tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG)" config.asgi:application
+	$(DAPHNE)
+
+# One more server process, set up by `make run` already: `make serve PORT=8001` (README, "Scaling out").
+serve: $(VENV)/.installed
+	@echo "Threadline is serving on http://$(HOST):$(PORT)/; Ctrl-C stops it."
+	$(DAPHNE)
 
 test: $(VENV)/.installed
 	$(PY) manage.py makemigrations --check --dry-run
