@@ -224,7 +224,10 @@ class Browser:
         await self.read(url.group(1), Sample(), time.perf_counter())
         return conversation_id
 
-    async def stream(self, conversation_id: int, expected: int) -> Sample:
+    async def stream(
+        self, conversation_id: int, expected: int, reader: Browser | None = None
+    ) -> Sample:
+        """Send, then read the answer's stream with `reader` (another process's, say) or self."""
         sample = Sample(expected=expected)
         start = sample.started = time.perf_counter()
         try:
@@ -236,7 +239,7 @@ class Browser:
             url = SSE_URL.search(response.text)
             if not url:
                 raise RuntimeError(f"no live answer in the response: {response.text[:300]}")
-            await self.read(url.group(1), sample, start)
+            await (reader or self).read(url.group(1), sample, start)
         except Exception as error:
             sample.error = f"{type(error).__name__}: {error}"
         return sample

@@ -305,11 +305,25 @@ async def delete(conversation: Conversation) -> None:
 
 
 def forget_lost_run(conversation: Conversation) -> None:
-    """A live answer whose replay log is gone (the server restarted) can no longer be followed:
-    show the thread as the API has it instead of a live section that never ends."""
-    if conversation.active_run_id and replay.meta(conversation.active_run_id) is None:
-        Conversation.end_run(conversation.pk, conversation.active_run_id)
+    """A live answer whose relay is gone can no longer be followed: show the thread as the API
+    has it instead of a live section that never ends. Gone: its replay log is (the server
+    restarted), or the log never ended though the run did (the process relaying it died; in
+    Redis, the log outlives it)."""
+    run_id = conversation.active_run_id
+    if not run_id:
+        return
+    log = replay.meta(run_id)
+    if log is None or (log.end is None and run_over(conversation.thread_id, run_id)):
+        Conversation.end_run(conversation.pk, run_id)
         conversation.active_run_id = ""
+
+
+def run_over(thread_id: str, run_id: str) -> bool:
+    try:
+        run = api.last_run(thread_id)
+    except api.AssistantsError:
+        return False
+    return run is None or run["id"] != run_id or run["status"] not in api.ACTIVE_STATUSES
 
 
 @dataclass

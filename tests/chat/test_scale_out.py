@@ -31,6 +31,11 @@ from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer
 pytestmark = pytest.mark.redis
 
 PROFILES = 10
+THREAD_OF = """
+import json
+from chat.models import Conversation
+print(json.dumps(Conversation.objects.get(pk={conversation}).thread_id))
+"""
 SETUP = """
 import json
 from django.contrib.auth.models import User
@@ -317,8 +322,8 @@ def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) 
 def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
     pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
 ) -> None:
-    # Last in this module: Redis comes back empty. Sessions are in the database too; the replay
-    # logs of the answers before are gone.
+    # Near the end of this module: Redis comes back empty. Sessions are in the database too;
+    # the replay logs of the answers before are gone.
     scripted.script(Reply(tokens(400), chunk_delay=0.05))
     sent = on_a.send("Count forever", assistant=scripted.profile_id)
     assert sent.events_url
@@ -333,3 +338,30 @@ def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
     assert status == 200 and events and events[-1].event != "end"
     # The stream ends, so EventSource reconnects; it is not kept open with no answer coming.
     assert let_go < 20, let_go
+
+
+def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
+    pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # Last in this module: process A is killed.
+    scripted.script(Reply(tokens(400), chunk_delay=0.05))
+    sent = on_a.send("Count forever", assistant=scripted.profile_id)
+    assert sent.events_url
+    on_b.events(sent.events_url, stop_after=3)
+    pair.a.kill()  # its relay and the run it executed die with it
+    # B's engine settles the lost run (THREADLINE_RUN_STALE_SECONDS); the replay log, in
+    # Redis, still says the answer is live.
+    run_id = sent.events_url.split("/")[-2]
+    thread_id = shell(pair.b, THREAD_OF.format(conversation=sent.conversation_id))
+    with sdk(pair.b) as via_b:
+        run = via_b.beta.threads.runs.poll(run_id, thread_id=thread_id, poll_interval_ms=200)
+    assert run.status == "failed"
+    page = on_b.get(f"/c/{sent.conversation_id}/")
+    assert "sse-connect" not in page.text, "a reload shows the thread, not a live answer"
+    assert "The answer stopped here." in text_of(page.text)
+    # And the conversation goes on, on B.
+    scripted.script(Reply("Here again."))
+    again = on_b.send("Still there?", conversation_id=sent.conversation_id)
+    assert again.events_url
+    _, events = on_b.events(again.events_url)
+    assert events[-1].event == "end" and "Here again." in events[-2].data
