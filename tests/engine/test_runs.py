@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
 import openai
 import pytest
@@ -105,12 +106,12 @@ def test_math_tutor_create_and_poll(client: openai.OpenAI, model_server: FakeMod
     assert steps.data[0].step_details.message_creation.message_id == answer.id
 
 
-def test_stream_with_event_handler_emits_events_in_spec_order(
-    client: openai.OpenAI, model_server: FakeModelServer
-) -> None:
+def streamed(
+    client: openai.OpenAI, model_server: FakeModelServer, reply: Reply
+) -> tuple[Recorder, Any]:
+    """One answer streamed with `runs.stream` and an event handler, to the end."""
     model = unique_model()
-    # Paced like a real model: each token is its own delta (tokens that pile up merge; below).
-    model_server.script(model, [Reply("one two three four five", chunk_delay=0.02)])
+    model_server.script(model, [reply])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
     handler = Recorder()
@@ -118,6 +119,16 @@ def test_stream_with_event_handler_emits_events_in_spec_order(
         thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
     ) as stream:
         stream.until_done()
+    return handler, stream
+
+
+def test_stream_with_event_handler_emits_events_in_spec_order(
+    client: openai.OpenAI, model_server: FakeModelServer
+) -> None:
+    # Paced like a real model: each token is its own delta (tokens that pile up merge; below).
+    handler, stream = streamed(
+        client, model_server, Reply("one two three four five", chunk_delay=0.02)
+    )
 
     assert handler.deltas == ["one", " two", " three", " four", " five"]
     assert handler.events == [
@@ -143,15 +154,7 @@ def test_tokens_that_pile_up_go_out_as_one_delta(
     # The fake sends 16 chunks per write at full speed: they reach the engine together, and a
     # reader that is behind gets them as fewer, longer deltas, with nothing lost or reordered.
     text = " ".join(f"w{i}" for i in range(400))
-    model = unique_model()
-    model_server.script(model, [Reply(text)])
-    assistant = client.beta.assistants.create(model=model)
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "count"}])
-    handler = Recorder()
-    with client.beta.threads.runs.stream(
-        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
-    ) as stream:
-        stream.until_done()
+    handler, stream = streamed(client, model_server, Reply(text))
 
     assert "".join(handler.deltas) == text
     assert 1 <= len(handler.deltas) < 400
