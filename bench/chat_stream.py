@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
-from bench.report import percentile, table, verdict  # noqa: E402
+from bench.report import percentile, print_problems, table, verdict  # noqa: E402
 from tests.conftest import model_env  # noqa: E402
 from tests.fake_model import FakeModelProcess, FakeModelServer, Reply  # noqa: E402
 from tests.servers import ENGINE_KEY, ThreadlineServer  # noqa: E402
@@ -718,10 +718,7 @@ async def measure(args: argparse.Namespace) -> None:
     print("Inter-token delay: gap between consecutive text arrivals. The chat sends what piles up")
     print("while it publishes as one event; tokens inside one event arrive together.")
     print("p99 is nearest-rank. CPU: the daphne process's user+sys time from /proc, all threads.")
-    if problems:
-        print("\nErrors:")
-        for problem in sorted(set(problems))[:10]:
-            print(f"  {problem[:300]}")
+    print_problems(problems)
 
 
 def main() -> None:

@@ -36,3 +36,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
             previous = row[0]
         out.append(line(row))
     return "\n".join(out)
+
+
+def print_problems(problems: list[str]) -> None:
+    """The distinct errors a run met, the first ten, each cut to a line's worth."""
+    if problems:
+        print("\nErrors:")
+        for problem in sorted(set(problems))[:10]:
+            print(f"  {problem[:300]}")

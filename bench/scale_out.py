@@ -49,7 +49,7 @@ from bench.chat_stream import (  # noqa: E402
     paced,
     prepare,
 )
-from bench.report import percentile, table  # noqa: E402
+from bench.report import percentile, print_problems, table  # noqa: E402
 from tests.conftest import model_env  # noqa: E402
 from tests.fake_model import FakeModelServer  # noqa: E402
 from tests.servers import RedisServer, ThreadlineServer  # noqa: E402
@@ -216,10 +216,7 @@ async def measure(args: argparse.Namespace) -> None:
         for result in (one, two)
         for s in result.phase.errors
     ]
-    if problems:
-        print("\nErrors:")
-        for problem in sorted(set(problems))[:10]:
-            print(f"  {problem[:300]}")
+    print_problems(problems)
 
 
 def main() -> None:
