@@ -166,9 +166,9 @@ class RunEventsConsumer(AsyncHttpConsumer):
     async def beat(self) -> None:
         """While the live events are quiet, look in the log, and keep the connection open.
 
-        The channel layer can lose an event (channels_redis can drop what it popped for this
-        process when another of its consumers disconnects mid-read: channels_redis#366);
-        catch_up fills any hole, and finds a last event that never came live.
+        The channel layer can lose an event (Redis pub/sub keeps nothing for a process while its
+        connection is re-established; the in-memory layer drops what a full queue cannot
+        take); catch_up fills any hole, and finds a last event that never came live.
         """
         while not self.closed:
             self.heard = False
