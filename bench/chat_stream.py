@@ -272,13 +272,18 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]
 
 
 def cpu_seconds(servers: list[ThreadlineServer]) -> float:
-    total = 0
+    total = 0.0
     for server in servers:
         assert server.process is not None
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1]
-        utime, stime = fields.split()[11:13]
-        total += int(utime) + int(stime)
-    return total / os.sysconf("SC_CLK_TCK")
+        total += process_cpu_seconds(server.process.pid)
+    return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+    utime, stime = fields.split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

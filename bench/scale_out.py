@@ -48,6 +48,7 @@ from bench.chat_stream import (  # noqa: E402
     gather_limited,
     paced,
     prepare,
+    process_cpu_seconds,
 )
 from bench.report import percentile, print_problems, table  # noqa: E402
 from tests.conftest import model_env  # noqa: E402
@@ -75,6 +76,12 @@ class Result:
     redis_connections: int = 0  # new connections to Redis during the burst
 
 
+def redis_cpu_seconds(setup: Setup) -> float:
+    if setup.redis is None or setup.redis.process is None:
+        return 0.0
+    return process_cpu_seconds(setup.redis.process.pid)
+
+
 async def burst(setup: Setup, model_server: FakeModelServer, count: int, pace: float) -> Result:
     senders = [sender for sender, _ in setup.routes]
     paced(model_server, MODEL, TOKENS_PACED, 0.0, count)
@@ -93,14 +100,14 @@ async def burst(setup: Setup, model_server: FakeModelServer, count: int, pace: f
 
     stats = redis.Redis.from_url(setup.redis.url) if setup.redis else None
     connections = stats.info("stats")["total_connections_received"] if stats else 0
-    cpu = sum(cpu_seconds(s) for s in setup.servers)
-    redis_cpu = cpu_seconds(setup.redis) if setup.redis else 0.0  # type: ignore[arg-type]
+    cpu = cpu_seconds(setup.servers)
+    redis_cpu = redis_cpu_seconds(setup)
     start = time.perf_counter()
     samples = await asyncio.gather(*(stream(i, c) for i, c in enumerate(conversations)))
     wall = time.perf_counter() - start
-    result = Result(Phase(list(samples), wall, sum(cpu_seconds(s) for s in setup.servers) - cpu))
-    if stats is not None and setup.redis is not None:
-        result.redis_cpu = cpu_seconds(setup.redis) - redis_cpu  # type: ignore[arg-type]
+    result = Result(Phase(list(samples), wall, cpu_seconds(setup.servers) - cpu))
+    if stats is not None:
+        result.redis_cpu = redis_cpu_seconds(setup) - redis_cpu
         result.redis_connections = stats.info("stats")["total_connections_received"] - connections
         stats.close()
     return result

@@ -64,9 +64,7 @@ class RunEventsConsumer(AsyncHttpConsumer):
             if not self.streaming or self.closed:
                 raise
             log.exception("The event stream of run %s failed; ending it", self.run_id)
-            self.closed = True
-            with contextlib.suppress(Exception):
-                await self.send_body(b"", more_body=False)
+            await self.end_stream()
         finally:
             self.closed = True
             if self.heartbeat is not None:
@@ -155,6 +153,12 @@ class RunEventsConsumer(AsyncHttpConsumer):
             return
         await self.send_body(sse_event(seq, event, data), more_body=True)
 
+    async def end_stream(self) -> None:
+        """End a started response early; daphne then tells this consumer it disconnected."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.send_body(b"", more_body=False)
+
     async def close(self) -> None:
         self.closed = True
         await self.leave()
@@ -162,17 +166,24 @@ class RunEventsConsumer(AsyncHttpConsumer):
     async def beat(self) -> None:
         """While the live events are quiet, look in the log, and keep the connection open.
 
-        The channel layer can lose an event (channels_redis can drop what it popped for this
-        process when another of its consumers disconnects mid-read: channels_redis#366);
-        catch_up fills any hole, and finds a last event that never came live.
+        The channel layer can lose an event (Redis pub/sub keeps nothing for a process while its
+        connection is re-established; the in-memory layer drops what a full queue cannot
+        take); catch_up fills any hole, and finds a last event that never came live.
         """
         while not self.closed:
             self.heard = False
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if self.closed or self.heard:
                 continue
-            async with self.sending:
-                await self.catch_up()
+            try:
+                async with self.sending:
+                    await self.catch_up()
+            except Exception:
+                # The log is out of reach (Redis went away): live events are not coming either,
+                # since both travel through Redis. End the stream; EventSource comes back.
+                log.exception("Reading the log of run %s failed; ending its stream", self.run_id)
+                await self.end_stream()
+                return
             if not self.closed:
                 await self.send_body(b": keep-alive\n\n", more_body=True)
 

@@ -88,23 +88,23 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Redis pub/sub: a live event is one PUBLISH, and each process that follows the
+            # answer gets it at once and hands it to its streams. The list-based layer took
+            # three Redis round trips per message per process, one message at a time: with 200
+            # answers across two processes, p99 gaps reached 3 s (bench/scale_out.py). What
+            # pub/sub does not keep (a process not yet subscribed), the replay log has.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        # channels_redis waits on Redis for messages 5 s at a time; redis-py's
-                        # default socket timeout (also 5 s) cut that wait off, and a live
-                        # stream quiet for 5 s failed with TimeoutError.
+                        # A command that gets no answer fails instead of hanging the stream.
                         "socket_timeout": 15,
                         # redis-py's asyncio pool refuses a 101st command in flight by default
                         # (MaxConnectionsError): about one per live answer at peak.
                         "max_connections": 1000,
                     }
                 ],
-                # Messages waiting for a process's readers, all of them together (one Redis
-                # key per process): the default 100 dropped a burst from a few hundred answers.
-                "capacity": 1000,
             },
         }
     }

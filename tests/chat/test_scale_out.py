@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -348,12 +349,16 @@ def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
     sent = on_a.send("Count forever", assistant=scripted.profile_id)
     assert sent.events_url
     on_b.events(sent.events_url, stop_after=3)
-    pair.a.kill()  # its relay and the run it executed die with it
-    # B's engine settles the lost run (THREADLINE_RUN_STALE_SECONDS); the replay log, in
-    # Redis, still says the answer is live.
     run_id = sent.events_url.split("/")[-2]
     thread_id = shell(pair.b, THREAD_OF.format(conversation=sent.conversation_id))
     with sdk(pair.b) as via_b:
+        # Part of the answer is in the database (the engine writes it every half second).
+        deadline = time.monotonic() + 30
+        while not partial_answer(via_b, thread_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pair.a.kill()  # its relay and the run it executed die with it
+        # B's engine settles the lost run (THREADLINE_RUN_STALE_SECONDS); the replay log, in
+        # Redis, still says the answer is live.
         run = via_b.beta.threads.runs.poll(run_id, thread_id=thread_id, poll_interval_ms=200)
     assert run.status == "failed"
     page = on_b.get(f"/c/{sent.conversation_id}/")
@@ -365,3 +370,14 @@ def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
     assert again.events_url
     _, events = on_b.events(again.events_url)
     assert events[-1].event == "end" and "Here again." in events[-2].data
+
+
+def partial_answer(client: Any, thread_id: str) -> str:
+    messages = client.beta.threads.messages.list(thread_id).data
+    return "".join(
+        part.text.value
+        for message in messages
+        if message.role == "assistant"
+        for part in message.content
+        if part.type == "text"
+    )
