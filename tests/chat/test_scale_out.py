@@ -315,7 +315,7 @@ asyncio.run(main(300))
 def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) -> None:
     # The settings' Redis channel layer, in a process of its own: a publish per live answer,
     # all at once, each to a reader in one process. redis-py's pool allowed 100 commands in
-    # flight, and channels_redis kept 100 undelivered messages per process, not per reader.
+    # flight (and the list-based layer we used before kept 100 messages per process).
     out = pair.a.manage("shell", "--no-imports", "-c", LAYER_LOAD)
     assert out.strip().splitlines()[-1] == "True"
 
