@@ -67,6 +67,18 @@ REDIS_SERVER = Path(
 )
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Ask a server to stop; kill it if it has not within 10 seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RedisServer:
     """A real redis-server on a free port, in memory only: no RDB snapshots, no AOF.
 
@@ -115,13 +127,7 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not answer on port {self.port}:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         path = self.dir / "redis.log"
@@ -219,12 +225,7 @@ class ThreadlineServer:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
