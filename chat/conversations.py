@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import transaction
 
 from chat import assistants_api as api
-from chat import relay, replay
 from chat.access import may_use
 from chat.assistant_sync import fields_of
+from chat.live import relay, replay
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
 from chat.uploads import CheckedFile

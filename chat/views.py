@@ -26,8 +26,8 @@ from chat import assistants_api as api
 from chat import conversations, uploads
 from chat.access import aconversation_for, assistants_for, conversation_for, conversations_of
 from chat.forms import RenameForm, SignupForm, Submission, read_submission
+from chat.live.relay import RunView
 from chat.models import Conversation
-from chat.relay import RunView
 
 PAGE = "chat/conversation.html"
 THREAD_LIST_SIZE = 100

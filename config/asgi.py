@@ -19,8 +19,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
-from chat.consumers import RunEventsConsumer  # noqa: E402
-from chat.routing import EVENTS_PATH  # noqa: E402
+from chat.live.consumers import RunEventsConsumer  # noqa: E402
+from chat.live.routing import EVENTS_PATH  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

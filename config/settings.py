@@ -109,8 +109,8 @@ if REDIS_URL:
         }
     }
 else:
-    # In-memory, for one process; chat.layers explains why not Channels' own.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.LocalChannelLayer"}}
+    # In-memory, for one process; chat.live.layers explains why not Channels' own.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.live.layers.LocalChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -217,7 +217,7 @@ else:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            # Replay logs are bounded per run (chat.replay), but hundreds of runs can be live.
+            # Replay logs are bounded per run (chat.live.replay), but hundreds of runs can be live.
             "OPTIONS": {"MAX_ENTRIES": 200_000},
         }
     }

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from channels.exceptions import ChannelFull
 
-from chat.layers import LocalChannelLayer
+from chat.live.layers import LocalChannelLayer
 
 
 def test_group_send_reaches_every_member_once_with_its_own_copy() -> None:

@@ -16,10 +16,10 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from django.contrib.auth.models import User
 
-from chat import consumers, replay
-from chat.consumers import RunEventsConsumer
+from chat.live import consumers, replay
+from chat.live.consumers import RunEventsConsumer
+from chat.live.relay import group_name
 from chat.models import Conversation
-from chat.relay import group_name
 
 pytestmark = [pytest.mark.anyio, pytest.mark.django_db(transaction=True)]
 RUN = "run_test"

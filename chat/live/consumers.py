@@ -20,9 +20,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.http import Http404
 
-from chat import replay
 from chat.access import aconversation_for
-from chat.relay import group_name
+from chat.live import replay
+from chat.live.relay import group_name
 from chat.rendering import sse_event
 
 log = logging.getLogger(__name__)

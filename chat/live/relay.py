@@ -23,7 +23,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from chat import assistants_api as api
-from chat import replay
+from chat.live import replay
+from chat.live.routing import events_url
 from chat.models import Conversation
 from chat.rendering import (
     Checkpoints,
@@ -34,7 +35,6 @@ from chat.rendering import (
     markdown_html,
 )
 from chat.rendering import message_view as render_message
-from chat.routing import events_url
 
 log = logging.getLogger(__name__)
 
