@@ -15,40 +15,21 @@ from typing import Any
 from django.db import transaction
 
 from chat import assistants_api as api
-from chat import uploads
+from chat import remote_assistant, uploads
 from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import CheckedFile
 
 log = logging.getLogger(__name__)
 
 
-def fields_of(profile: AssistantProfile) -> api.AssistantFields:
-    return api.AssistantFields(
-        name=profile.name,
-        description=profile.description,
-        model=profile.model,
-        instructions=profile.instructions,
-        file_search=profile.file_search,
-        code_interpreter=profile.code_interpreter,
-        functions=profile.functions,
-        temperature=profile.temperature,
-        top_p=profile.top_p,
-        response_format=profile.response_format,
-        metadata=profile.metadata or {},
-        vector_store_id=profile.vector_store_id,
-    )
-
-
 def push(profile: AssistantProfile) -> str | None:
     """Create or update the remote assistant; None when synced, else the API's message (also
     kept on the profile as `sync_error`)."""
-    version = profile.updated_at
     try:
-        assistant_id = api.save_assistant(profile.assistant_id, fields_of(profile))
+        remote_assistant.save(profile)
     except api.AssistantsError as error:
         profile.mark_unsynced(str(error) or "The Assistants API refused the change.")
         return profile.sync_error
-    profile.mark_synced(assistant_id, version)
     return None
 
 
@@ -298,7 +279,9 @@ def import_remote() -> list[AssistantProfile]:
             continue
         mirrored = mirror_of(assistant)
         with transaction.atomic():
-            profile = AssistantProfile.objects.create(**mirrored.values)
+            profile = AssistantProfile.objects.create(
+                **mirrored.values, assistant_id=mirrored.assistant_id
+            )
             profile.mark_synced(mirrored.assistant_id, profile.updated_at)
             adopt_knowledge(profile, mirrored)
         made.append(profile)

@@ -187,35 +187,19 @@ def assistant_params(fields: AssistantFields, current_tools: list[Any]) -> dict[
     return params
 
 
-@translated
-async def create_assistant(fields: AssistantFields) -> str:
-    assistant = await async_client().beta.assistants.create(**assistant_params(fields, []))
-    return assistant.id
-
-
-@translated
-async def update_assistant(assistant_id: str, fields: AssistantFields) -> None:
-    """Bring the remote assistant in line; function tools stay as they are unless managed."""
-    client = async_client()
-    current = await client.beta.assistants.retrieve(assistant_id)
-    current_tools = [t.to_dict() for t in current.tools]
-    await client.beta.assistants.update(assistant_id, **assistant_params(fields, current_tools))
+@translated_sync
+def create_assistant(fields: AssistantFields) -> str:
+    return sync_client().beta.assistants.create(**assistant_params(fields, [])).id
 
 
 @translated_sync
-def save_assistant(assistant_id: str, fields: AssistantFields) -> str:
-    """Bring the remote assistant in line, or create it (no id, or gone); returns its id."""
+def update_assistant(assistant_id: str, fields: AssistantFields) -> None:
+    """Bring the remote assistant in line; function tools stay as they are unless managed.
+    NotFound if the API has no such assistant (deleted on its side)."""
     client = sync_client()
-    if assistant_id:
-        try:
-            current = client.beta.assistants.retrieve(assistant_id)
-        except openai.NotFoundError:
-            pass  # deleted on the API side: make a new one
-        else:
-            current_tools = [t.to_dict() for t in current.tools]
-            client.beta.assistants.update(assistant_id, **assistant_params(fields, current_tools))
-            return assistant_id
-    return client.beta.assistants.create(**assistant_params(fields, [])).id
+    current = client.beta.assistants.retrieve(assistant_id)
+    current_tools = [t.to_dict() for t in current.tools]
+    client.beta.assistants.update(assistant_id, **assistant_params(fields, current_tools))
 
 
 @translated_sync
@@ -239,11 +223,6 @@ def remove_assistant(assistant_id: str) -> None:
 def model_names() -> list[str]:
     """The models the Assistants API says a run may name (suggestions for admins)."""
     return [model.id for model in sync_client().models.list()]
-
-
-@translated
-async def delete_assistant(assistant_id: str) -> None:
-    await async_client().beta.assistants.delete(assistant_id)
 
 
 # --- Threads and messages -------------------------------------------------------------------------

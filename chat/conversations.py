@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import transaction
 
 from chat import assistants_api as api
+from chat import remote_assistant
 from chat.access import may_use
-from chat.assistant_sync import fields_of
 from chat.live import relay, replay
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
@@ -38,35 +38,11 @@ class Refused(Exception):
 # --- Assistants -----------------------------------------------------------------------------------
 
 
-def claim_assistant(profile: AssistantProfile, assistant_id: str, version: Any) -> str:
-    """Record a newly created remote assistant, unless a concurrent first use got there first."""
-    claimed = AssistantProfile.objects.filter(pk=profile.pk, assistant_id="").update(
-        assistant_id=assistant_id, synced_at=version
-    )
-    profile.refresh_from_db()
-    return assistant_id if claimed else profile.assistant_id
-
-
-async def remote_assistant(profile: AssistantProfile) -> str:
+async def current_assistant(profile: AssistantProfile) -> str:
     """The remote assistant's id, created or brought up to date first if the profile changed."""
     if not profile.needs_sync():
         return profile.assistant_id
-    fields = fields_of(profile)
-    version = profile.updated_at
-    if profile.assistant_id:
-        try:
-            await api.update_assistant(profile.assistant_id, fields)
-            await sync_to_async(profile.mark_synced)(profile.assistant_id, version)
-            return profile.assistant_id
-        except api.NotFound:
-            # Deleted remotely: make a new one below.
-            await AssistantProfile.objects.filter(pk=profile.pk).aupdate(assistant_id="")
-    created = await api.create_assistant(fields)
-    kept = await sync_to_async(claim_assistant)(profile, created, version)
-    if kept != created:
-        with contextlib.suppress(api.AssistantsError):
-            await api.delete_assistant(created)
-    return kept
+    return await sync_to_async(remote_assistant.save)(profile)
 
 
 # --- Sending --------------------------------------------------------------------------------------
@@ -92,7 +68,7 @@ async def send(
         await ensure_idle(conversation)
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE if conversation is not None else "Choose an assistant.")
-    assistant_id = await usable(remote_assistant(profile))
+    assistant_id = await usable(current_assistant(profile))
     thread_id = conversation.thread_id if conversation else None
     uploaded: dict[str, CheckedFile] = {}
     if files:
@@ -170,7 +146,7 @@ async def retry(user: Any, conversation: Conversation) -> Sent:
     profile = conversation.assistant
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE)
-    assistant_id = await usable(remote_assistant(profile))
+    assistant_id = await usable(current_assistant(profile))
     try:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:

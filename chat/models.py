@@ -6,6 +6,7 @@ Messages are not copied here: the Assistants API is their source of truth.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -84,14 +85,34 @@ class AssistantProfile(models.Model):
     def needs_sync(self) -> bool:
         return not self.assistant_id or self.synced_at != self.updated_at
 
-    def mark_synced(self, assistant_id: str, version: object) -> None:
-        """Record the remote id; `update()`, so that `updated_at` stays what was synced."""
-        AssistantProfile.objects.filter(pk=self.pk).update(
-            assistant_id=assistant_id, synced_at=version, sync_error=""
+    # The remote id and the sync mark change by compare-and-set (`update()` of the row as it
+    # was read), never by `save()`: several processes may sync one profile at once (see
+    # chat.remote_assistant), and `updated_at` must stay the version that was edited.
+
+    def claim_remote(self, assistant_id: str) -> bool:
+        """Record a newly created remote assistant, unless another process recorded one first."""
+        claimed = AssistantProfile.objects.filter(pk=self.pk, assistant_id="").update(
+            assistant_id=assistant_id
         )
-        self.assistant_id = assistant_id
-        self.synced_at = version  # type: ignore[assignment]
-        self.sync_error = ""
+        if claimed:
+            self.assistant_id = assistant_id
+        return bool(claimed)
+
+    def forget_remote(self, assistant_id: str) -> None:
+        """Its remote assistant is gone; a replacement another process recorded stays."""
+        AssistantProfile.objects.filter(pk=self.pk, assistant_id=assistant_id).update(
+            assistant_id=""
+        )
+
+    def mark_synced(self, assistant_id: str, version: datetime) -> bool:
+        """Record that the remote assistant holds `version` of the profile; False, and nothing
+        recorded, if the profile has changed since (another remote id, or a newer edit)."""
+        marked = AssistantProfile.objects.filter(
+            pk=self.pk, assistant_id=assistant_id, updated_at=version
+        ).update(synced_at=version, sync_error="")
+        if marked:
+            self.assistant_id, self.synced_at, self.sync_error = assistant_id, version, ""
+        return bool(marked)
 
     def mark_unsynced(self, error: str) -> None:
         AssistantProfile.objects.filter(pk=self.pk).update(sync_error=error)
