@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils.html import escape
 
-from chat import assistant_sync
+from chat.admin import assistant_sync
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from tests.chat.conftest import corpus, point_at
 from tests.servers import free_port

@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils.html import escape
 
-from chat import assistant_sync
+from chat.admin import assistant_sync
 from chat.models import AssistantProfile, KnowledgeFile
 from tests.chat.conftest import corpus, point_at
 from tests.chat.test_admin_assistants import ADD, LIST, form, messages_of, wait_for_files

@@ -17,8 +17,9 @@ import openai
 import pytest
 from django.core.files.uploadedfile import TemporaryUploadedFile
 
-from chat import assistant_sync, uploads
 from chat import assistants_api as api
+from chat import uploads
+from chat.admin import assistant_sync
 from chat.models import AssistantProfile, KnowledgeFile
 
 MB = 1024 * 1024

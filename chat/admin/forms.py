@@ -14,8 +14,9 @@ from django.utils.safestring import SafeString
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from chat import assistant_sync, uploads
 from chat import assistants_api as api
+from chat import uploads
+from chat.admin import assistant_sync
 from chat.models import AssistantProfile
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

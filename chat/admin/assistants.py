@@ -21,9 +21,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import assistant_sync, conversations, uploads
 from chat import assistants_api as api
-from chat.admin_forms import AssistantProfileForm, SuggestingInput
+from chat import conversations, uploads
+from chat.admin import assistant_sync
+from chat.admin.forms import AssistantProfileForm, SuggestingInput
 from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from chat.uploads import human_size
