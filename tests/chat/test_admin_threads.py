@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from chat.admin.assistants import estimated_cost
+from chat.admin.threads import estimated_cost
 from chat.models import AssistantProfile, Conversation
 
 pytestmark = pytest.mark.django_db
