@@ -20,6 +20,7 @@ from chat import assistants_api as api
 from chat import remote_assistant
 from chat.access import may_use
 from chat.live import relay, replay
+from chat.live.answer import RunView
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
 from chat.uploads import CheckedFile
@@ -306,7 +307,7 @@ def run_over(thread_id: str, run_id: str) -> bool:
 class History:
     messages: list[MessageView]  # oldest first
     older: str | None  # cursor of the next older page, if there is one
-    last_run: relay.RunView | None = None  # the last answer, when it went wrong
+    last_run: RunView | None = None  # the last answer, when it went wrong
 
 
 def history(
@@ -328,14 +329,9 @@ def history(
     return history
 
 
-def unanswered(conversation: Conversation) -> relay.RunView | None:
+def unanswered(conversation: Conversation) -> RunView | None:
     """Why the last message has no answer (the run failed, say), with a Retry, if it ended so."""
     run = api.last_run(conversation.thread_id)
     if run is None or run["status"] in api.ACTIVE_STATUSES or run["status"] == "completed":
         return None
-    view = relay.RunView(conversation.pk, run["id"])
-    view.live = False
-    view.run_changed(f"thread.run.{run['status']}", run)
-    if view.notice is not None:
-        view.notice.retry = True
-    return view
+    return RunView.ended(conversation.pk, run)

@@ -3,8 +3,6 @@
 Assistant text is markdown (markdown-it-py, raw HTML off) and then sanitised (nh3), so neither
 the model's HTML, nor `javascript:` links, nor images from other hosts reach the page. Citations
 become numbered links to the cited page of the file, through the ownership-checked file route.
-While an answer streams, its text is only escaped and appended; `Checkpoints` says when to render
-markdown on the way, at doubling lengths, so the work stays linear in the answer's length.
 """
 
 from __future__ import annotations
@@ -263,42 +261,3 @@ def message_view(
         attachments=attachments,
         incomplete=message.get("status") == "incomplete",
     )
-
-
-# --- While an answer streams ----------------------------------------------------------------------
-
-
-class Checkpoints:
-    """When to re-render a streaming answer as markdown: at ends of blocks, at doubling lengths.
-
-    Each checkpoint renders the text so far, and the next one waits until the text has doubled,
-    so all checkpoints together render fewer than twice the answer's characters: linear, not
-    quadratic. Between checkpoints the unfinished block streams as escaped text after them.
-    """
-
-    FIRST = 160
-
-    def __init__(self) -> None:
-        self.next_at = self.FIRST
-
-    def due(self, text: str) -> int:
-        """The length of the prefix to render now (a block boundary outside code), or 0."""
-        if len(text) < self.next_at:
-            return 0
-        # Looked at once per doubling, found or not: the scans are linear in total too.
-        self.next_at = 2 * len(text)
-        boundary = text.rfind("\n\n")
-        if boundary > 0 and text.count("```", 0, boundary) % 2:
-            # Inside a code block: end before the fence that opened it.
-            boundary = text.rfind("\n\n", 0, text.rfind("```", 0, boundary))
-        return boundary + 2 if boundary > 0 else 0
-
-
-# --- SSE ------------------------------------------------------------------------------------------
-
-
-def sse_event(seq: int, event: str, data: str) -> bytes:
-    """One server-sent event; every line of the data gets its own `data:` field."""
-    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    body = "".join(f"data: {line}\n" for line in lines)
-    return f"id: {seq}\nevent: {event}\n{body}\n".encode()

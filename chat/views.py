@@ -26,7 +26,7 @@ from chat import assistants_api as api
 from chat import conversations, uploads
 from chat.access import aconversation_for, assistants_for, conversation_for, conversations_of
 from chat.forms import RenameForm, SignupForm, Submission, read_submission
-from chat.live.relay import RunView
+from chat.live.answer import RunView
 from chat.models import Conversation
 
 PAGE = "chat/conversation.html"
@@ -76,7 +76,7 @@ def composer_for(
 def live_run(conversation: Conversation | None) -> RunView | None:
     if conversation is None or not conversation.active_run_id:
         return None
-    return RunView(conversation.pk, conversation.active_run_id)
+    return RunView.started(conversation.pk, conversation.active_run_id)
 
 
 def page_context(
@@ -166,7 +166,7 @@ async def _send(request: HttpRequest, conversation_id: int | None) -> HttpRespon
         {
             "composer": composer_for(user, sent.conversation),
             "message": sent.message,
-            "live": RunView(sent.conversation.pk, sent.run_id),
+            "live": RunView.started(sent.conversation.pk, sent.run_id),
             "conversation": sent.conversation,
         },
     )
@@ -181,7 +181,7 @@ async def new_conversation_response(
         assert sent.message is not None
         history = conversations.History([sent.message], older=None)
         context = page_context(request, sent.conversation, history=history, as_fragment=True)
-        context["live"] = RunView(sent.conversation.pk, sent.run_id)
+        context["live"] = RunView.started(sent.conversation.pk, sent.run_id)
         response = render(request, f"{PAGE}#app", context)
         response["HX-Retarget"] = "#app"
         response["HX-Reswap"] = "outerHTML"
@@ -251,7 +251,7 @@ async def retry(request: HttpRequest, conversation_id: int) -> HttpResponse:
         f"{PAGE}#restarted",
         {
             "composer": composer_for(user, sent.conversation),
-            "live": RunView(sent.conversation.pk, sent.run_id),
+            "live": RunView.started(sent.conversation.pk, sent.run_id),
         },
     )
 

@@ -23,7 +23,6 @@ from django.http import Http404
 from chat.access import aconversation_for
 from chat.live import replay
 from chat.live.relay import group_name
-from chat.rendering import sse_event
 
 log = logging.getLogger(__name__)
 # While no live event arrives for this long, the stream reads the log and sends a comment.
@@ -42,6 +41,13 @@ def last_event_id(scope: dict[str, Any]) -> int:
             with contextlib.suppress(ValueError):
                 return max(0, int(value.decode("latin-1").strip()))
     return 0
+
+
+def sse_event(seq: int, event: str, data: str) -> bytes:
+    """One server-sent event; every line of the data gets its own `data:` field."""
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {seq}\nevent: {event}\n{body}\n".encode()
 
 
 class RunEventsConsumer(AsyncHttpConsumer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.live.relay import RunView, TextPiece, merged
+from chat.live.answer import RunView, TextPiece, merged
 
 
 def message(message_id: str, text: str = "", annotations: list[object] | None = None) -> dict:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chat.rendering import Checkpoints, cited_text, markdown_html, message_view, sse_event
+from chat.live.answer import Checkpoints
+from chat.live.consumers import sse_event
+from chat.rendering import cited_text, markdown_html, message_view
 
 
 def test_raw_html_from_the_model_is_shown_as_text() -> None:
