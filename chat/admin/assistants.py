@@ -5,6 +5,7 @@ Thin on purpose: the remote work is in `assistant_sync` (and reads in `assistant
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
@@ -13,8 +14,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
@@ -25,6 +26,7 @@ from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import human_size
 
+FIELDS = "admin/chat/assistantprofile/fields.html"
 MODEL_NAMES_KEY = "chat:admin:model-names"
 MODEL_NAMES_SECONDS = 60
 
@@ -95,30 +97,16 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     @admin.display(description="sync")
     def sync_state(self, profile: AssistantProfile) -> SafeString:
-        if profile.sync_error:
-            return format_html('<span title="{}">✗ out of sync</span>', profile.sync_error)
-        if profile.needs_sync():
-            return format_html("<span>{}</span>", "… not synced yet")
-        return format_html("<span>{}</span>", "✓ in sync")
+        return render_to_string(f"{FIELDS}#sync_state", {"profile": profile})
 
     @admin.display(description="sync status")
     def sync_status(self, profile: AssistantProfile) -> SafeString:
-        if profile.pk is None:
-            return format_html("{}", "Synced when saved.")
-        if profile.sync_error:
-            return format_html(
-                "<strong>Out of sync.</strong> The Assistants API said: {}<br>"
-                'Use the "Sync now" action in the list, or save again.',
-                profile.sync_error,
-            )
-        if profile.needs_sync():
-            return format_html("{}", "Not synced yet.")
-        return format_html("In sync with {} since {}.", profile.assistant_id, profile.synced_at)
+        return render_to_string(f"{FIELDS}#sync_status", {"profile": profile})
 
     @admin.display(description="Knowledge files")
-    def knowledge_panel(self, profile: AssistantProfile) -> SafeString:
+    def knowledge_panel(self, profile: AssistantProfile) -> str:
         if profile.pk is None:
-            return format_html("{}", "Add files below: they go in when the assistant is saved.")
+            return "Add files below: they go in when the assistant is saved."
         # Inside the admin's transaction: read the news, write nothing (the poll, outside it,
         # records them).
         return knowledge_panel(profile, assistant_sync.refresh(profile, save=False))
@@ -307,78 +295,44 @@ def report_waiting(
 
 def knowledge_panel(profile: AssistantProfile, files: list[KnowledgeFile]) -> SafeString:
     """The knowledge list; it asks for itself again (static/chat/admin.js) while one is read."""
-    poll_url = reverse("admin:chat_assistantprofile_knowledge", args=[profile.pk])
     processing = any(f.status == KnowledgeFile.Status.IN_PROGRESS for f in files)
-    if not files:
-        rows = format_html('<tr><td colspan="4">{}</td></tr>', "No knowledge files yet.")
-    else:
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (f.name, human_size(f.size), knowledge_state(f), knowledge_buttons(profile, f))
-                for f in files
-            ),
-        )
-    store = profile.vector_store_id or "none yet"
-    return format_html(
-        '<div class="knowledge" id="knowledge" {}>'
-        # Enter in a field submits with the form's first submit button: let that be "Save and
-        # continue editing", not the Re-index below.
-        '<button type="submit" name="_continue" class="visually-hidden" tabindex="-1" '
-        'aria-hidden="true">Save</button>'
-        "<table><thead><tr><th>File</th><th>Size</th><th>State</th><th></th></tr></thead>"
-        '<tbody>{}</tbody></table><p class="help">Vector store: {}</p></div>',
-        format_html('data-poll="{}"', poll_url) if processing else "",
-        rows,
-        store,
-    )
+    poll_url = reverse("admin:chat_assistantprofile_knowledge", args=[profile.pk])
+    context = {
+        "profile": profile,
+        "rows": [knowledge_row(profile, file) for file in files],
+        "poll_url": poll_url if processing else "",
+    }
+    return render_to_string(f"{FIELDS}#knowledge", context)
 
 
-def knowledge_state(file: KnowledgeFile) -> SafeString:
-    if file.waiting:
-        return format_html(
-            '<span class="state waiting">waiting to upload: {}</span>',
-            file.last_error or "not sent yet",
-        )
-    if file.status == KnowledgeFile.Status.COMPLETED:
-        counts = [
-            f"{count:,} {noun}{'' if count == 1 else 's'}"
-            for count, noun in ((file.pages, "page"), (file.chunks, "chunk"))
-            if count is not None
-        ]
-        if file.usage_bytes:
-            counts.append(f"{human_size(file.usage_bytes)} indexed")
-        detail = ", " + ", ".join(counts) if counts else ""
-        return format_html('<span class="state ready">✓ ready{}</span>', detail)
-    if file.status == KnowledgeFile.Status.FAILED:
-        return format_html(
-            '<span class="state failed">✗ failed: {}</span>', file.last_error or "unreadable"
-        )
-    if file.status == KnowledgeFile.Status.CANCELLED:
-        return format_html('<span class="state">{}</span>', "cancelled")
-    return format_html('<span class="state processing">{}</span>', "processing…")
+@dataclass(frozen=True)
+class KnowledgeRow:
+    """One knowledge file as the panel lists it."""
+
+    file: KnowledgeFile
+    size: str
+    detail: str  # what a ready file holds: ", 19 pages, 42 chunks, 1.2 MB indexed"
+    remove_url: str
+    reindex_url: str  # "" while the file waits to upload: nothing to re-index yet
 
 
-def knowledge_buttons(profile: AssistantProfile, file: KnowledgeFile) -> SafeString:
-    # Buttons of the page's own form, sent elsewhere (formaction): forms cannot nest.
+def knowledge_row(profile: AssistantProfile, file: KnowledgeFile) -> KnowledgeRow:
     def url(verb: str) -> str:
         return reverse(
             "admin:chat_assistantprofile_knowledge_file", args=[profile.pk, file.pk, verb]
         )
 
-    remove = format_html(
-        '<button type="submit" class="button" formaction="{}" formnovalidate '
-        'aria-label="Remove {}">Remove</button>',
-        url("remove"),
-        file.name,
-    )
-    if file.waiting:
-        return remove  # nothing to re-index until the API has it
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formnovalidate '
-        'aria-label="Re-index {}">Re-index</button> {}',
-        url("reindex"),
-        file.name,
-        remove,
+    counts = [
+        f"{count:,} {noun}{'' if count == 1 else 's'}"
+        for count, noun in ((file.pages, "page"), (file.chunks, "chunk"))
+        if count is not None
+    ]
+    if file.usage_bytes:
+        counts.append(f"{human_size(file.usage_bytes)} indexed")
+    return KnowledgeRow(
+        file=file,
+        size=human_size(file.size),
+        detail=", " + ", ".join(counts) if counts else "",
+        remove_url=url("remove"),
+        reindex_url="" if file.waiting else url("reindex"),
     )

@@ -3,16 +3,16 @@ the runs with their tokens and estimated cost, from the Assistants API."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html, format_html_join
+from django.urls import URLPattern, path
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 
@@ -20,6 +20,8 @@ from chat import assistants_api as api
 from chat import conversations, uploads
 from chat.models import Conversation
 from chat.views import file_response
+
+FIELDS = "admin/chat/conversation/fields.html"
 
 
 @admin.register(Conversation)
@@ -85,8 +87,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="transcript")
     def transcript(self, conversation: Conversation) -> SafeString:
-        url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
-        return format_html('<a href="{}">Read the conversation (read-only)</a>', url)
+        return render_to_string(f"{FIELDS}#transcript_link", {"conversation": conversation})
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -105,29 +106,28 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="runs (from the Assistants API)")
     def runs(self, conversation: Conversation) -> SafeString:
         try:
-            runs = api.thread_runs(conversation.thread_id)
+            runs = [run_row(run) for run in api.thread_runs(conversation.thread_id)]
         except api.AssistantsError as error:
-            return format_html("The runs cannot be shown now: {}", str(error))
-        if not runs:
-            return format_html("{}", "No runs.")
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (run_row(run) for run in runs),
-        )
-        return format_html(
-            "<table><thead><tr><th>Run</th><th>Model</th><th>Status</th><th>Duration</th>"
-            "<th>Tokens (in / out)</th><th>Estimated cost</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
-            rows,
-        )
+            return render_to_string(f"{FIELDS}#runs", {"error": str(error)})
+        return render_to_string(f"{FIELDS}#runs", {"runs": runs})
 
 
 async def conversation_file(conversation: Conversation, file_id: str) -> HttpResponse:
     return await file_response(await uploads.file_in(conversation, file_id), file_id)
 
 
-def run_row(run: dict[str, Any]) -> tuple[str, ...]:
+class RunRow(NamedTuple):
+    """One run as the table shows it."""
+
+    id: str
+    model: str
+    status: str
+    duration: str
+    tokens: str  # in / out
+    cost: str  # estimated from the price setting
+
+
+def run_row(run: dict[str, Any]) -> RunRow:
     started = run.get("started_at")
     ended = run.get("completed_at") or run.get("failed_at") or run.get("cancelled_at")
     ended = ended or run.get("expired_at")
@@ -135,7 +135,7 @@ def run_row(run: dict[str, Any]) -> tuple[str, ...]:
     usage = run.get("usage") or {}
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     tokens = f"{prompt:,} / {completion:,}" if prompt is not None else "-"
-    return (
+    return RunRow(
         str(run.get("id", "")),
         str(run.get("model", "")),
         str(run.get("status", "")),
