@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import os
 import re
@@ -65,9 +64,8 @@ import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from bench.report import percentile, print_problems, table, verdict  # noqa: E402
-from tests.conftest import model_env  # noqa: E402
 from tests.fake_model import FakeModelProcess, FakeModelServer, Reply  # noqa: E402
-from tests.servers import ENGINE_KEY, ThreadlineServer  # noqa: E402
+from tests.servers import ENGINE_KEY, ThreadlineServer, model_env, shell  # noqa: E402
 
 HEADER = ["scenario", "metric", "engine", "chat (SSE)", "delta", "target (issue)"]
 
@@ -360,8 +358,7 @@ def prepare(server: ThreadlineServer, models: list[str]) -> dict[str, int]:
         f" for m in {models!r}}}\n"
         "print(json.dumps(ids))\n"
     )
-    out = server.manage("shell", "--no-imports", "-c", code)
-    return json.loads(out.strip().splitlines()[-1])
+    return shell(server, code)
 
 
 def paced(model_server: FakeModelServer, model: str, tokens: int, pace: float, count: int) -> None:

@@ -35,9 +35,8 @@ TEXT_PAGES = {  # text pages per corpus PDF that ingests (the others fail by des
 
 
 def measure_ingestion() -> list[tuple[str, str, str]]:
-    from tests.conftest import sdk
     from tests.engine.test_extract import make_text_pdf
-    from tests.servers import ThreadlineServer
+    from tests.servers import ThreadlineServer, sdk
 
     rows = []
     server = ThreadlineServer().start()

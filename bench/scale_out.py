@@ -51,9 +51,8 @@ from bench.chat_stream import (  # noqa: E402
     process_cpu_seconds,
 )
 from bench.report import percentile, print_problems, table  # noqa: E402
-from tests.conftest import model_env  # noqa: E402
 from tests.fake_model import FakeModelServer  # noqa: E402
-from tests.servers import RedisServer, ThreadlineServer  # noqa: E402
+from tests.servers import RedisServer, ThreadlineServer, model_env  # noqa: E402
 
 HEADER = ["scenario", "metric", "1 process, in-memory", "2 processes + Redis", "ratio (2 / 1)"]
 MODEL = "paced"

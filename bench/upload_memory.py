@@ -152,7 +152,7 @@ def measure_server(server: Any, size: int) -> tuple[float, float]:
     """Peak RSS of the server process before and after an admin adds a knowledge file, in MB."""
     import httpx2
 
-    from tests.chat.conftest import shell
+    from tests.servers import shell
 
     shell(server, ADMIN)
     with httpx2.Client(base_url=server.url, timeout=600) as http:
@@ -195,8 +195,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from tests.chat.conftest import start_chat_server
-    from tests.servers import ENGINE_KEY
+    from tests.servers import ENGINE_KEY, start_chat_server
 
     print(f"Upload memory, a {size // MB} MB file.\n")
     server = start_chat_server()  # with static files collected, for the admin's pages

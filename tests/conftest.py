@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.fake_model import FakeModelServer
-from tests.servers import ENGINE_KEY, ThreadlineServer
+from tests.servers import ThreadlineServer, model_env, sdk
 
 # The SDK marks the whole Assistants API deprecated; it is the API this project serves.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="openai")
@@ -49,25 +49,12 @@ def offline_engine() -> Iterator[ThreadlineServer]:
     server.stop()
 
 
-def model_env(model_server: FakeModelServer) -> dict[str, str]:
-    return {
-        "OPENAI_API_KEY": model_server.api_key,
-        "OPENAI_BASE_URL": model_server.base_url,
-        "THREADLINE_MODEL_MAX_RETRIES": "2",
-        "THREADLINE_MODEL_TIMEOUT_SECONDS": "3",
-    }
-
-
 @pytest.fixture(scope="session")
 def model_engine(model_server: FakeModelServer) -> Iterator[ThreadlineServer]:
     """The engine calling the scripted model server as its model API."""
     server = ThreadlineServer(env=model_env(model_server)).start()
     yield server
     server.stop()
-
-
-def sdk(server: ThreadlineServer, key: str = ENGINE_KEY) -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=server.api_url, max_retries=0, timeout=30)
 
 
 @pytest.fixture

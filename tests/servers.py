@@ -1,8 +1,13 @@
-"""Real Threadline servers for tests and benchmarks: daphne subprocesses on free ports."""
+"""Real Threadline servers for tests and benchmarks: daphne subprocesses on free ports.
+
+Plain functions and classes, no fixtures: the conftests build their fixtures from these, and
+`bench/` imports them too.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +18,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+if TYPE_CHECKING:
+    from tests.fake_model import FakeModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_KEY = "sk-test-engine-key"
@@ -229,3 +240,31 @@ class ThreadlineServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def model_env(model_server: FakeModelServer) -> dict[str, str]:
+    """A server's environment for the scripted model server as its model API."""
+    return {
+        "OPENAI_API_KEY": model_server.api_key,
+        "OPENAI_BASE_URL": model_server.base_url,
+        "THREADLINE_MODEL_MAX_RETRIES": "2",
+        "THREADLINE_MODEL_TIMEOUT_SECONDS": "3",
+    }
+
+
+def sdk(server: ThreadlineServer, key: str = ENGINE_KEY) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=server.api_url, max_retries=0, timeout=30)
+
+
+def start_chat_server(extra_env: dict[str, str] | None = None) -> ThreadlineServer:
+    """A server with its static files collected, as the chat's pages and the admin need."""
+    server = ThreadlineServer(env=extra_env or {})
+    server.migrate()
+    server.manage("collectstatic", "--noinput", "-v0")
+    return server.start()
+
+
+def shell(server: ThreadlineServer, code: str) -> Any:
+    """Run Python in the server's environment; it prints one JSON value, returned here."""
+    out = server.manage("shell", "--no-imports", "-c", code)
+    return json.loads(out.strip().splitlines()[-1])

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sdk
-from tests.servers import ThreadlineServer
+from tests.servers import ThreadlineServer, sdk
 
 MB = 1024 * 1024
 SIZE = 64 * MB

@@ -8,7 +8,6 @@ pool, each on a model name of its own, so scripted turns never leak between test
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -22,9 +21,17 @@ import openai
 import pytest
 
 from chat import assistants_api as api
-from tests.conftest import model_env, sdk
 from tests.fake_model import FakeModelServer
-from tests.servers import ENGINE_KEY, REDIS_SERVER, ROOT, ThreadlineServer
+from tests.servers import (
+    ENGINE_KEY,
+    REDIS_SERVER,
+    ROOT,
+    ThreadlineServer,
+    model_env,
+    sdk,
+    shell,
+    start_chat_server,
+)
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pdf"
 PASSWORD = "a-long-test-password-42"
@@ -32,12 +39,6 @@ POOL = 150
 # Small, so that the server-side size check runs on small files; the browser test shows the
 # 600 MB case, which the page refuses before uploading anything.
 UPLOAD_LIMIT = 2 * 1024 * 1024
-
-
-def shell(server: ThreadlineServer, code: str) -> Any:
-    """Run Python in the server's environment; it prints one JSON value, returned here."""
-    out = server.manage("shell", "--no-imports", "-c", code)
-    return json.loads(out.strip().splitlines()[-1])
 
 
 SETUP = """
@@ -69,13 +70,6 @@ class ChatServer:
     def assistant(self) -> tuple[int, str]:
         """A published assistant profile of the test's own: (profile id, model name)."""
         return next(self.profiles)
-
-
-def start_chat_server(extra_env: dict[str, str] | None = None) -> ThreadlineServer:
-    server = ThreadlineServer(env=extra_env or {})
-    server.migrate()
-    server.manage("collectstatic", "--noinput", "-v0")
-    return server.start()
 
 
 @pytest.fixture(scope="session")

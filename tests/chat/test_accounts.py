@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chat.conftest import ChatClient, ChatServer, start_chat_server
-from tests.servers import ThreadlineServer
+from tests.chat.conftest import ChatClient, ChatServer
+from tests.servers import ThreadlineServer, start_chat_server
 
 
 def test_pages_need_signing_in(chat_server: ChatServer) -> None:

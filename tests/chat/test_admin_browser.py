@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import ARTIFACTS, CORPUS, PASSWORD, Browser, shell, start_chat_server
-from tests.servers import ThreadlineServer, free_port
+from tests.chat.conftest import ARTIFACTS, CORPUS, PASSWORD, Browser
+from tests.servers import ThreadlineServer, free_port, shell, start_chat_server
 
 pytestmark = pytest.mark.browser
 

@@ -20,8 +20,7 @@ from chat.admin import assistant_sync
 from chat.models import AssistantProfile, KnowledgeFile
 from tests.chat.conftest import corpus, point_at
 from tests.chat.test_admin_assistants import ADD, LIST, form, messages_of, wait_for_files
-from tests.conftest import sdk
-from tests.servers import ThreadlineServer, free_port
+from tests.servers import ThreadlineServer, free_port, sdk
 
 # Transactional: the admin reaches the API once its transaction commits (on_commit).
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chat.conftest import ChatClient, ChatServer, Scripted, corpus, shell
-from tests.conftest import sdk
+from tests.chat.conftest import ChatClient, ChatServer, Scripted, corpus
 from tests.fake_model import Reply, ToolCall
+from tests.servers import sdk, shell
 
 PDF = "crazyones.pdf"
 ZEBRAS = b"# Zebras\n\nEvery zebra has its own pattern of stripes.\n"

@@ -6,9 +6,9 @@ import json
 
 import openai
 
-from tests.chat.conftest import ChatClient, ChatServer, Scripted, shell
+from tests.chat.conftest import ChatClient, ChatServer, Scripted
 from tests.fake_model import Reply, ToolCall
-from tests.servers import ENGINE_KEY, ThreadlineServer
+from tests.servers import ENGINE_KEY, ThreadlineServer, shell
 
 
 def sdk(chat_server: ChatServer) -> openai.OpenAI:

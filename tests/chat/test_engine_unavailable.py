@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chat.conftest import PASSWORD, ChatClient, shell, start_chat_server
-from tests.servers import ThreadlineServer, free_port
+from tests.chat.conftest import PASSWORD, ChatClient
+from tests.servers import ThreadlineServer, free_port, shell, start_chat_server
 
 SETUP = f"""
 import json

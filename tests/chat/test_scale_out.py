@@ -22,12 +22,10 @@ from tests.chat.conftest import (
     ChatClient,
     Event,
     Scripted,
-    shell,
     text_of,
 )
-from tests.conftest import model_env, sdk
 from tests.fake_model import FakeModelServer, Hang, Reply
-from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer
+from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer, model_env, sdk, shell
 
 pytestmark = pytest.mark.redis
 

@@ -7,9 +7,9 @@ import re
 
 import openai
 
-from tests.chat.conftest import ChatClient, ChatServer, Scripted, shell
+from tests.chat.conftest import ChatClient, ChatServer, Scripted
 from tests.fake_model import Reply
-from tests.servers import ENGINE_KEY
+from tests.servers import ENGINE_KEY, shell
 
 
 def converse(
