@@ -12,12 +12,16 @@ import contextlib
 import functools
 import json
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple, ParamSpec, TypeVar
 
 import openai
 from django.conf import settings
+from openai.types.beta.thread_create_and_run_params import ThreadMessage
+from openai.types.beta.threads.message_create_params import Attachment
+from openai.types.beta.threads.run_create_params import AdditionalMessage
 
 # How long a streaming run may stay silent (a model thinking, a slow tool) before we give up on it.
 STREAM_READ_SECONDS = 900.0
@@ -242,7 +246,9 @@ async def delete_thread(thread_id: str) -> None:
 
 @translated
 async def create_message(thread_id: str, text: str, file_ids: list[str]) -> dict[str, Any]:
-    attachments = [{"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids]
+    attachments: list[Attachment] = [
+        {"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids
+    ]
     message = await async_client().beta.threads.messages.create(
         thread_id, role="user", content=text, attachments=attachments or openai.omit
     )
@@ -268,7 +274,8 @@ def list_messages(thread_id: str, *, older_than: str | None = None, limit: int =
         thread_id, order="desc", limit=limit, after=older_than or openai.omit
     )
     messages = [m.to_dict() for m in page.data]
-    return MessagePage(messages, page.last_id if page.has_more else None)
+    # The list's last id, which the SDK's page does not declare: the cursor of the next page.
+    return MessagePage(messages, page.data[-1].id if page.has_more and page.data else None)
 
 
 @translated
@@ -324,9 +331,12 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
     """Start a streaming run, adding the person's `text` first if given, in the same request;
     with no `thread_id`, on a new thread. Returns once the API has created the run."""
     stream_timeout = openai.Timeout(settings.ASSISTANTS_TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)
-    messages = [{"role": "user", "content": text}] if text is not None else []
     client = async_client()
+    opening: AbstractAsyncContextManager[Any]
     if thread_id is None:
+        messages: list[ThreadMessage] = (
+            [{"role": "user", "content": text}] if text is not None else []
+        )
         opening = client.beta.threads.with_streaming_response.create_and_run(
             assistant_id=assistant_id,
             thread={"messages": messages},
@@ -334,10 +344,13 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
             timeout=stream_timeout,
         )
     else:
+        additional: list[AdditionalMessage] = (
+            [{"role": "user", "content": text}] if text is not None else []
+        )
         opening = client.beta.threads.runs.with_streaming_response.create(
             thread_id,
             assistant_id=assistant_id,
-            additional_messages=messages or openai.omit,
+            additional_messages=additional or openai.omit,
             stream=True,
             timeout=stream_timeout,
         )
@@ -353,7 +366,7 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
     return Started(first.data["thread_id"], first.data["id"], events)
 
 
-async def run_events(opening: Any) -> AsyncIterator[RunEvent]:
+async def run_events(opening: AbstractAsyncContextManager[Any]) -> AsyncGenerator[RunEvent]:
     """The run's server-sent events, parsed here rather than into the SDK's models.
 
     The SDK's streaming response gives the raw lines; building a pydantic model for every
@@ -476,7 +489,7 @@ def file_names(file_ids: set[str]) -> dict[str, str]:
     return names
 
 
-async def file_content(file_id: str, chunk_bytes: int = 64 * 1024) -> AsyncIterator[bytes]:
+async def file_content(file_id: str, chunk_bytes: int = 64 * 1024) -> AsyncGenerator[bytes]:
     """The file's bytes, streamed from the API as they arrive."""
     try:
         async with async_client().files.with_streaming_response.content(file_id) as response:
