@@ -132,11 +132,11 @@ class WaitingFileStorage(FileSystemStorage):
     def __init__(self) -> None:
         super().__init__(file_permissions_mode=0o600, directory_permissions_mode=0o700)
 
-    @property  # type: ignore[override]
+    @property
     def base_location(self) -> str:
         return str(settings.KNOWLEDGE_WAITING_DIR)
 
-    @property  # type: ignore[override]
+    @property
     def location(self) -> str:
         return os.path.abspath(self.base_location)
 
@@ -204,19 +204,19 @@ class KnowledgeFile(models.Model):
         self.file_id = file_id
         self.status = KnowledgeFile.Status.IN_PROGRESS
         self.last_error = ""
-        copy = self.local_copy
-        self.local_copy = ""  # type: ignore[assignment]
+        storage, name = self.local_copy.storage, self.local_copy.name
+        self.local_copy = ""
         self.save(update_fields=["file_id", "status", "last_error", "local_copy"])
-        if copy:
-            transaction.on_commit(lambda: copy.storage.delete(copy.name))
+        if name:
+            transaction.on_commit(lambda: storage.delete(name))
 
 
 # A local copy goes with its row however the row goes: removed alone, or with its profile
 # (a cascade, which calls no delete() of the files). After the commit, so a rollback keeps it.
 @receiver(post_delete, sender=KnowledgeFile)
 def delete_local_copy(sender: Any, instance: KnowledgeFile, **kwargs: Any) -> None:
-    if instance.local_copy:
-        storage, name = instance.local_copy.storage, instance.local_copy.name
+    storage, name = instance.local_copy.storage, instance.local_copy.name
+    if name:
         transaction.on_commit(lambda: storage.delete(name))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -86,7 +86,7 @@ class JSONText(forms.CharField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
     def to_python(self, value: Any) -> Any:
-        text = super().to_python(value).strip()
+        text = (super().to_python(value) or "").strip()
         if not text:
             return None
         try:
@@ -216,7 +216,9 @@ class AssistantProfileForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Strictly: a bad count here is also caught by the model's validator.
-        self.fields["instructions"].max_length = AssistantProfile.INSTRUCTIONS_LIMIT
+        cast(
+            forms.CharField, self.fields["instructions"]
+        ).max_length = AssistantProfile.INSTRUCTIONS_LIMIT
         self.checked_files: list[uploads.CheckedFile] = []
         # The remote assistant a new profile takes over, if its id was given (clean_assistant_id).
         self.mirrored: assistant_sync.Remote | None = None
@@ -259,7 +261,8 @@ class AssistantProfileForm(forms.ModelForm):
         return check_functions(value)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if "functions" in cleaned and cleaned["functions"] is None:
             # An empty box: no functions; but a mirrored profile that never managed its
             # functions leaves the remote assistant's alone (see AssistantProfile.functions),

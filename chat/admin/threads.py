@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -31,7 +32,8 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ["title", "owner__username", "thread_id"]
     list_select_related = ["owner", "assistant"]
     date_hierarchy = "updated_at"
-    fields = [
+    # One sequence for both: a tuple, which type-checks as either (a list would not).
+    readonly_fields = (
         "title",
         "owner",
         "assistant",
@@ -40,8 +42,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "updated_at",
         "transcript",
         "runs",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
@@ -75,7 +77,7 @@ class ConversationAdmin(admin.ModelAdmin):
             context["history_error"] = str(error)
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
 
-    def file_view(self, request: HttpRequest, pk: int, file_id: str) -> HttpResponse:
+    def file_view(self, request: HttpRequest, pk: int, file_id: str) -> HttpResponseBase:
         """A file the transcript links to, as its owner would open it: only one attached to or
         cited in this conversation's thread; any other is a 404."""
         conversation = get_object_or_404(Conversation, pk=pk)
@@ -112,7 +114,7 @@ class ConversationAdmin(admin.ModelAdmin):
         return render_to_string(f"{FIELDS}#runs", {"runs": runs})
 
 
-async def conversation_file(conversation: Conversation, file_id: str) -> HttpResponse:
+async def conversation_file(conversation: Conversation, file_id: str) -> HttpResponseBase:
     return await file_response(await uploads.file_in(conversation, file_id), file_id)
 
 
