@@ -5,16 +5,15 @@ A thread, run or file of someone else is a 404, never a 403: a 403 would confirm
 
 from __future__ import annotations
 
-from typing import Any
-
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from chat.models import AssistantProfile, Conversation
 
 
-def conversation_for(user: Any, conversation_id: int | str) -> Conversation:
+def conversation_for(user: User | AnonymousUser, conversation_id: int | str) -> Conversation:
     """The user's conversation with this id; Http404 for anyone else's, or for no one's."""
     if not user.is_authenticated:
         raise Http404("No such conversation.")
@@ -29,14 +28,14 @@ def conversation_for(user: Any, conversation_id: int | str) -> Conversation:
 aconversation_for = sync_to_async(conversation_for)
 
 
-def conversations_of(user: Any, search: str = "") -> QuerySet[Conversation]:
+def conversations_of(user: User, search: str = "") -> QuerySet[Conversation]:
     conversations = Conversation.objects.filter(owner=user)
     if search.strip():
         conversations = conversations.filter(title__icontains=search.strip())
     return conversations
 
 
-def assistants_for(user: Any) -> QuerySet[AssistantProfile]:
+def assistants_for(user: User) -> QuerySet[AssistantProfile]:
     """Published assistants the user may use: those open to everyone, and their groups' ones."""
     return (
         AssistantProfile.objects.filter(published=True)
@@ -45,12 +44,12 @@ def assistants_for(user: Any) -> QuerySet[AssistantProfile]:
     )
 
 
-def assistant_for(user: Any, profile_id: int | str | None) -> AssistantProfile | None:
+def assistant_for(user: User, profile_id: int | str | None) -> AssistantProfile | None:
     try:
         return assistants_for(user).get(pk=int(profile_id or 0))
     except (AssistantProfile.DoesNotExist, ValueError):
         return None
 
 
-def may_use(user: Any, profile: AssistantProfile | None) -> bool:
+def may_use(user: User, profile: AssistantProfile | None) -> bool:
     return profile is not None and assistants_for(user).filter(pk=profile.pk).exists()

@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat import assistants_api as api
@@ -57,7 +58,7 @@ class Sent:
 
 
 async def send(
-    user: Any,
+    user: User,
     conversation: Conversation | None,
     profile: AssistantProfile | None,
     text: str,
@@ -141,7 +142,7 @@ async def readable(thread_id: str, uploaded: dict[str, CheckedFile]) -> None:
         )
 
 
-async def retry(user: Any, conversation: Conversation) -> Sent:
+async def retry(user: User, conversation: Conversation) -> Sent:
     """Answer the thread again, after a run failed: no new message."""
     await ensure_idle(conversation)
     profile = conversation.assistant
@@ -175,7 +176,7 @@ def launch(
 
 
 def record_send(
-    user: Any,
+    user: User,
     conversation: Conversation | None,
     profile: AssistantProfile,
     thread_id: str,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from chat import uploads
@@ -49,7 +49,7 @@ class Submission:
     errors: list[str] = field(default_factory=list)
 
 
-def read_submission(request: HttpRequest, user: Any, new: bool) -> Submission:
+def read_submission(request: HttpRequest, user: User, new: bool) -> Submission:
     """Parse and check the composer's POST (blocking work: call it from a thread)."""
     raw_text = request.POST.get("text", "")
     form = MessageForm(request.POST)
@@ -57,7 +57,7 @@ def read_submission(request: HttpRequest, user: Any, new: bool) -> Submission:
     if form.is_valid():
         submission.text = form.cleaned_data["text"]
     else:
-        submission.errors.extend(form.errors["text"])
+        submission.errors.extend(str(error) for error in form.errors["text"])
     if new:
         submission.profile = assistant_for(user, request.POST.get("assistant"))
         if submission.profile is None:

@@ -10,9 +10,10 @@ import os
 import unicodedata
 import zipfile
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import Http404, HttpRequest
@@ -113,7 +114,7 @@ class CheckedFile:
     name: str
     size: int
     content_type: str
-    file: IO[bytes]
+    file: UploadedFile  # the upload itself: storage can move a temporary one, not copy it
 
 
 def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
@@ -200,7 +201,7 @@ class Downloadable:
     name: str
 
 
-async def file_for(user: Any, conversation_id: int, file_id: str) -> Downloadable:
+async def file_for(user: User, conversation_id: int, file_id: str) -> Downloadable:
     """A file the user may open from this conversation: one they attached, or one it cites.
 
     Anything else, including files of other people's conversations, is a 404.

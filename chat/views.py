@@ -7,6 +7,7 @@ rest are plain sync views.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,13 +15,16 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 from chat import assistants_api as api
 from chat import conversations, uploads
@@ -31,6 +35,19 @@ from chat.models import Conversation
 
 PAGE = "chat/conversation.html"
 THREAD_LIST_SIZE = 100
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (the typing django-htmx documents)."""
+
+    htmx: HtmxDetails
+
+
+class SignedInRequest(HtmxHttpRequest):
+    """A request that @login_required let through: its user is a person, never anonymous."""
+
+    user: User
+    auser: Callable[[], Awaitable[User]]
 
 
 @dataclass
@@ -56,7 +73,7 @@ class Composer:
 
 
 def composer_for(
-    user: Any, conversation: Conversation | None, submission: Submission | None = None
+    user: User, conversation: Conversation | None, submission: Submission | None = None
 ) -> Composer:
     if conversation is None:
         composer = Composer(action=reverse("chat:send_new"))
@@ -80,7 +97,7 @@ def live_run(conversation: Conversation | None) -> RunView | None:
 
 
 def page_context(
-    request: HttpRequest, conversation: Conversation | None, **extra: Any
+    request: SignedInRequest, conversation: Conversation | None, **extra: Any
 ) -> dict[str, Any]:
     search = request.GET.get("q", "")
     return {
@@ -99,14 +116,14 @@ def page_context(
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: SignedInRequest) -> HttpResponse:
     """A new chat: the assistant picker and an empty message box."""
     return render(request, PAGE, page_context(request, None))
 
 
 @login_required
 @require_GET
-def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def conversation_page(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_for(request.user, conversation_id)
     conversations.forget_lost_run(conversation)
     older_than = request.GET.get("older") or None
@@ -122,7 +139,7 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
 
 @login_required
 @require_GET
-def thread_list(request: HttpRequest) -> HttpResponse:
+def thread_list(request: SignedInRequest) -> HttpResponse:
     """The thread list, filtered by the search box."""
     return render(request, f"{PAGE}#thread_list", page_context(request, None))
 
@@ -133,7 +150,7 @@ def thread_list(request: HttpRequest) -> HttpResponse:
 @csrf_exempt  # checked by `_send`, once the upload handlers are in place
 @login_required
 @require_POST
-async def send(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+async def send(request: SignedInRequest, conversation_id: int | None = None) -> HttpResponse:
     # Before anything reads the body: files over the limit are skipped, never stored whole.
     request.upload_handlers.insert(0, uploads.LimitedUploadHandler(request))
     # Parsing a large multipart body is blocking work; keep it off the event loop.
@@ -142,7 +159,7 @@ async def send(request: HttpRequest, conversation_id: int | None = None) -> Http
 
 
 @csrf_protect
-async def _send(request: HttpRequest, conversation_id: int | None) -> HttpResponse:
+async def _send(request: SignedInRequest, conversation_id: int | None) -> HttpResponse:
     user = await request.auser()
     conversation = await aconversation_for(user, conversation_id) if conversation_id else None
     submission = await sync_to_async(read_submission)(request, user, conversation is None)
@@ -173,7 +190,7 @@ async def _send(request: HttpRequest, conversation_id: int | None) -> HttpRespon
 
 
 async def new_conversation_response(
-    request: HttpRequest, sent: conversations.Sent, url: str
+    request: SignedInRequest, sent: conversations.Sent, url: str
 ) -> HttpResponse:
     """The new thread's whole page, in place of the new-chat page, without a second request."""
 
@@ -192,8 +209,8 @@ async def new_conversation_response(
 
 
 async def composer_response(
-    request: HttpRequest,
-    user: Any,
+    request: SignedInRequest,
+    user: User,
     conversation: Conversation | None,
     submission: Submission,
 ) -> HttpResponse:
@@ -215,7 +232,7 @@ async def composer_response(
 
 
 async def problem_response(
-    request: HttpRequest, conversation: Conversation, error: str
+    request: SignedInRequest, conversation: Conversation, error: str
 ) -> HttpResponse:
     """Why an action on the conversation failed, shown above its messages."""
 
@@ -237,7 +254,7 @@ async def problem_response(
 
 @login_required
 @require_POST
-async def retry(request: HttpRequest, conversation_id: int) -> HttpResponse:
+async def retry(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     user = await request.auser()
     conversation = await aconversation_for(user, conversation_id)
     try:
@@ -258,7 +275,7 @@ async def retry(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-async def stop(request: HttpRequest, conversation_id: int) -> HttpResponse:
+async def stop(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     user = await request.auser()
     conversation = await aconversation_for(user, conversation_id)
     try:
@@ -276,7 +293,7 @@ async def stop(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+def rename(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_for(request.user, conversation_id)
     form = RenameForm(request.POST)
     if form.is_valid():
@@ -288,7 +305,7 @@ def rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-async def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+async def delete(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     user = await request.auser()
     conversation = await aconversation_for(user, conversation_id)
     try:
@@ -304,7 +321,7 @@ async def delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-async def file(request: HttpRequest, conversation_id: int, file_id: str) -> HttpResponse:
+async def file(request: SignedInRequest, conversation_id: int, file_id: str) -> HttpResponseBase:
     """A file of the conversation, streamed from the API: PDFs and images open in the browser,
     anything else downloads, and none of it can run script on this site."""
     user = await request.auser()
@@ -312,7 +329,7 @@ async def file(request: HttpRequest, conversation_id: int, file_id: str) -> Http
     return await file_response(found, file_id)
 
 
-async def file_response(found: uploads.Downloadable, file_id: str) -> HttpResponse:
+async def file_response(found: uploads.Downloadable, file_id: str) -> HttpResponseBase:
     """The file streamed from the API, once `found` says who may have it (the admin's too)."""
     chunks = api.file_content(file_id)
     try:
@@ -324,7 +341,7 @@ async def file_response(found: uploads.Downloadable, file_id: str) -> HttpRespon
         return HttpResponse(str(error), status=503, content_type="text/plain; charset=utf-8")
     inline_type = uploads.sniff_type(head)
 
-    async def body() -> Any:
+    async def body() -> AsyncIterator[bytes]:
         try:
             yield head
             async for chunk in chunks:
@@ -333,9 +350,9 @@ async def file_response(found: uploads.Downloadable, file_id: str) -> HttpRespon
             await chunks.aclose()
 
     response = StreamingHttpResponse(body(), content_type=inline_type or "application/octet-stream")
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=inline_type is None, filename=found.name
-    )
+    disposition = content_disposition_header(inline_type is None, found.name)
+    if disposition is not None:  # None only for a nameless file shown inline
+        response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     if inline_type != uploads.PDF:

@@ -60,7 +60,7 @@ def keep_files(profile: AssistantProfile, files: list[CheckedFile]) -> Kept:
         )
         try:
             # The upload itself, not a wrapper: storage moves a temporary file, not copies it.
-            row.local_copy.save(file.name, file.file, save=False)  # type: ignore[arg-type]
+            row.local_copy.save(file.name, file.file, save=False)
         except OSError as error:  # a full or read-only disk: say so, keep the rest
             log.exception("Keeping knowledge file %s failed", file.name)
             reason = error.strerror or type(error).__name__
