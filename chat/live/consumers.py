@@ -50,7 +50,8 @@ def sse_event(seq: int, event: str, data: str) -> bytes:
     return f"id: {seq}\nevent: {event}\n{body}\n".encode()
 
 
-class RunEventsConsumer(AsyncHttpConsumer):
+# channels ships no type information: its classes are Any to mypy.
+class RunEventsConsumer(AsyncHttpConsumer):  # type: ignore[misc]
     """GET /c/<conversation_id>/runs/<run_id>/events"""
 
     run_id = ""

@@ -21,9 +21,12 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 SWEEP_SECONDS = 1.0
+# A channel's messages, each with when it expires.
+Queue = asyncio.Queue[tuple[float, dict[str, Any]]]
 
 
-class LocalChannelLayer(InMemoryChannelLayer):
+# channels ships no type information: its classes are Any to mypy.
+class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._swept = 0.0
@@ -61,8 +64,8 @@ class LocalChannelLayer(InMemoryChannelLayer):
                 self.channels.pop(channel, None)
         return message
 
-    def _queue(self, channel: str) -> asyncio.Queue[tuple[float, dict[str, Any]]]:
-        queue = self.channels.get(channel)
+    def _queue(self, channel: str) -> Queue:
+        queue: Queue | None = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         return queue

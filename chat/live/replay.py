@@ -50,7 +50,8 @@ def open_log(run_id: str, conversation_id: int) -> None:
 
 
 def meta(run_id: str) -> Meta | None:
-    return cache.get(key(run_id, "meta"))
+    found: Meta | None = cache.get(key(run_id, "meta"))
+    return found
 
 
 def append(run_id: str, entries: list[Entry]) -> None:
