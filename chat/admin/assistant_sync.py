@@ -1,6 +1,7 @@
 """Keeping assistant profiles and their knowledge in line with the Assistants API, for the admin.
 
-Each function does the remote work through `assistants_api` and records the outcome on the
+Each function does the remote work through `assistants_api` (the assistant itself through
+`chat.remote_assistant`, which the chat's first use shares) and records the outcome on the
 profile; none needs a request, so tests call them directly. A refusal or an outage never loses
 what an admin entered: the profile stays saved, marked out of sync with the API's message, and
 knowledge files wait here (`keep_files`) until a sync uploads them.
