@@ -91,9 +91,9 @@ def measure_search(sizes: list[int]) -> list[tuple[str, str, str]]:
     call_command("migrate", verbosity=0)
     import json
 
-    from engine import search
-    from engine.chunking import chunk_pages
-    from engine.extract import extract_pages
+    from engine.knowledge import search
+    from engine.knowledge.chunking import chunk_pages
+    from engine.knowledge.extraction.extract import extract_pages
 
     questions = [json.loads(line) for line in (CORPUS / "questions.jsonl").open()]
     passages = []
@@ -124,8 +124,8 @@ def fill_store(
     extra: int, passages: list[str], vocabulary: list[str], store_id: str | None = None
 ) -> str:
     """Add corpus chunks (first call) or `extra` synthetic chunks of corpus words to one store."""
+    from engine.knowledge.search import index_text
     from engine.models import Chunk, File, Project, VectorStore, VectorStoreFile
-    from engine.search import index_text
 
     project = Project.default()
     if store_id is None:

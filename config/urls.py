@@ -6,7 +6,7 @@ from django.urls import include, path
 from chat import views as chat_views
 
 urlpatterns = [
-    path("v1/", include("engine.urls")),
+    path("v1/", include("engine.api.urls")),
     path("admin/", admin.site.urls),
     path(
         "accounts/login/",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.api.schemas import CreateMessage, dump
+from engine.knowledge.resources import check_files
 from engine.models import Message, Project, Thread
-from engine.resources import check_files
-from engine.schemas import CreateMessage, dump
 
 
 def content_parts(content: str | list[Any], project: Project) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def add_message(thread: Thread, body: CreateMessage) -> Message:
         a["file_id"] for a in attachments if any(t["type"] == "file_search" for t in a["tools"])
     ]
     if searchable:
-        from engine.knowledge import add_to_thread_store
+        from engine.knowledge.stores import add_to_thread_store
 
         add_to_thread_store(thread, searchable)
     return message

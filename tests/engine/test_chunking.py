@@ -5,7 +5,7 @@ from itertools import pairwise
 
 import pytest
 
-from engine.chunking import (
+from engine.knowledge.chunking import (
     AUTO_CHUNK_OVERLAP_TOKENS,
     AUTO_MAX_CHUNK_SIZE_TOKENS,
     Chunk,
@@ -13,7 +13,7 @@ from engine.chunking import (
     chunk_pages,
     count_tokens,
 )
-from engine.extract import Page
+from engine.knowledge.extraction.extract import Page
 
 STRATEGIES = [(100, 0), (100, 50), (333, 100), (800, 400), (4096, 2048)]
 

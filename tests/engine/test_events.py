@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from engine import events
+from engine.runs import events
 
 
 async def follow(subscription: events.Subscription) -> list[tuple[str, object]]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import extract
-from engine.extract import (
+from engine.knowledge.extraction import extract
+from engine.knowledge.extraction.extract import (
     SCANNED_PDF_MESSAGE,
     ExtractionError,
     Page,
@@ -574,7 +574,7 @@ def test_zygote_that_cannot_start_falls_back_and_waits_before_retrying(
         raise OSError("no interpreter")
 
     monkeypatch.setattr(extract, "_Zygote", broken_zygote)
-    with caplog.at_level(logging.WARNING, logger="engine.extract"):
+    with caplog.at_level(logging.WARNING, logger="engine.knowledge.extraction.extract"):
         for _ in range(2):
             pages = extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
             assert "round pegs" in folded(pages[0].text)
@@ -587,14 +587,14 @@ def test_zygotes_exit_with_the_server_process(tmp_path: Path) -> None:
     # os._exit skips atexit: the zygote must notice by itself (EOF on its stdin).
     server = (
         "import os, sys\n"
-        "from engine import extract\n"
+        "from engine.knowledge.extraction import extract\n"
         f"extract.extract_pages({str(CORPUS / 'pdf' / 'crazyones.pdf')!r}, 'c.pdf')\n"
         "print(extract._ZYGOTES._idle[0].pid, flush=True)\n"
         "os._exit(0)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", server],
-        cwd=Path(extract.__file__).parent.parent,
+        cwd=Path(extract.__file__).parents[3],
         capture_output=True,
         text=True,
         timeout=30,

@@ -20,12 +20,8 @@ from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from engine import ingest, search
-from engine.api import ApiError
-from engine.chunking import AUTO_CHUNK_OVERLAP_TOKENS, AUTO_MAX_CHUNK_SIZE_TOKENS
-from engine.models import Chunk, File, FileBatch, Project, Thread, VectorStore, VectorStoreFile
-from engine.resources import check_files
-from engine.schemas import (
+from engine.api.dispatch import ApiError
+from engine.api.schemas import (
     ChunkingStrategy,
     ComparisonFilter,
     CompoundFilter,
@@ -33,6 +29,10 @@ from engine.schemas import (
     ExpiresAfter,
     dump,
 )
+from engine.knowledge import ingest, search
+from engine.knowledge.chunking import AUTO_CHUNK_OVERLAP_TOKENS, AUTO_MAX_CHUNK_SIZE_TOKENS
+from engine.knowledge.resources import check_files
+from engine.models import Chunk, File, FileBatch, Project, Thread, VectorStore, VectorStoreFile
 
 PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
 # As OpenAI did: a thread's own store lives on for a week after it was last used.

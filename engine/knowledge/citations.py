@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine.knowledge.search import WORD, Hit, query_terms
 from engine.models import RunStep
-from engine.search import WORD, Hit, query_terms
 
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
 EXCERPT_CHARS = 320

@@ -5,11 +5,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
-from engine.api import get_owned, parse
+from engine.api.dispatch import get_owned, parse
+from engine.api.schemas import CreateThread, ModifyThread
+from engine.knowledge.resources import tool_resources_for
 from engine.messages import add_message
 from engine.models import Project, Thread
-from engine.resources import tool_resources_for
-from engine.schemas import CreateThread, ModifyThread
 
 
 def new_thread(project: Project, body: CreateThread) -> Thread:

@@ -27,11 +27,11 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.chunking import Chunk as TextChunk
-from engine.chunking import chunk_pages
-from engine.extract import ExtractionError, extract_pages
+from engine.knowledge.chunking import Chunk as TextChunk
+from engine.knowledge.chunking import chunk_pages
+from engine.knowledge.extraction.extract import ExtractionError, extract_pages
+from engine.knowledge.search import chunk_rows
 from engine.models import Chunk, VectorStoreFile
-from engine.search import chunk_rows
 
 log = logging.getLogger(__name__)
 

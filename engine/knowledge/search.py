@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import connection
 
-from engine.chunking import DENSE_SCRIPTS
+from engine.knowledge.chunking import DENSE_SCRIPTS
 from engine.models import Chunk, File
 
 MAX_QUERY_TERMS = 32

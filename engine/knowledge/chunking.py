@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 
-from engine.extract import Page
+from engine.knowledge.extraction.extract import Page
 
 AUTO_MAX_CHUNK_SIZE_TOKENS = 800
 AUTO_CHUNK_OVERLAP_TOKENS = 400

@@ -85,7 +85,8 @@ def active_runs() -> list[str]:
 
 
 async def _tick_forever() -> None:
-    from engine import ingest, runs
+    from engine.knowledge import ingest
+    from engine.runs import lifecycle as runs
 
     interval = max(1.0, settings.RUN_STALE_SECONDS / 3)
     while True:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.api import ApiError
+from engine.api.dispatch import ApiError
+from engine.api.schemas import ToolResources
 from engine.models import File, Project, VectorStore
-from engine.schemas import ToolResources
 
 
 def tool_resources_for(project: Project, resources: ToolResources | None) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def tool_resources_for(project: Project, resources: ToolResources | None) -> dic
                     param="tool_resources.file_search.vector_store_ids",
                 )
         for spec in search.vector_stores or []:
-            from engine.knowledge import create_store
+            from engine.knowledge.stores import create_store
 
             check_files(project, spec.file_ids, "tool_resources.file_search.vector_stores.file_ids")
             store = create_store(

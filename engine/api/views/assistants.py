@@ -4,10 +4,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from engine.api import get_owned, paginate, parse
+from engine.api.dispatch import get_owned, paginate, parse
+from engine.api.schemas import CreateAssistant, ModifyAssistant, dump
+from engine.knowledge.resources import tool_resources_for
 from engine.models import Assistant, Project
-from engine.resources import tool_resources_for
-from engine.schemas import CreateAssistant, ModifyAssistant, dump
 
 
 def create_assistant(request: HttpRequest, project: Project) -> dict[str, Any]:

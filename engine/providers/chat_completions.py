@@ -94,7 +94,7 @@ def provider_for(model: str) -> Provider:
     """The provider for a run's model. Called on the worker loop, which owns the HTTP client."""
     global _chat_provider
     if is_offline(model):
-        from engine.offline import OfflineModel
+        from engine.providers.offline import OfflineModel
 
         return OfflineModel()
     if _chat_provider is None:

@@ -4,11 +4,11 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from engine import runs
-from engine.api import get_owned, not_found, paginate, parse
+from engine.api.dispatch import get_owned, not_found, paginate, parse
+from engine.api.schemas import CreateMessage, ModifyMessage
 from engine.messages import add_message
 from engine.models import Message, Project, Thread
-from engine.schemas import CreateMessage, ModifyMessage
+from engine.runs import lifecycle
 
 
 def get_message(project: Project, thread_id: str, message_id: str) -> Message:
@@ -22,7 +22,7 @@ def get_message(project: Project, thread_id: str, message_id: str) -> Message:
 def create_message(request: HttpRequest, project: Project, thread_id: str) -> dict[str, Any]:
     thread = get_owned(Thread.objects, project, thread_id, "thread")
     body = parse(request, CreateMessage)
-    runs.refuse_if_active(thread, "message")
+    lifecycle.refuse_if_active(thread, "message")
     return add_message(thread, body).to_api()
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from engine.models import Project
-from engine.providers import OFFLINE_MODEL, available_models
+from engine.providers.chat_completions import OFFLINE_MODEL, available_models
 
 # Listing asks the model API over the network; once a minute is fresh enough for a picker.
 CACHE_SECONDS = 60

@@ -2,8 +2,8 @@
 
 from django.urls import path, re_path
 
-from engine.api import api_not_found, api_view
-from engine.views import assistants, files, messages, models, runs, threads, vector_stores
+from engine.api.dispatch import api_not_found, api_view
+from engine.api.views import assistants, files, messages, models, runs, threads, vector_stores
 
 urlpatterns = [
     path(

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
-from engine import citations
-from engine.chunking import count_tokens
+from engine.knowledge import citations
+from engine.knowledge.chunking import count_tokens
 from engine.models import Message, Run, RunStep
 
 # Tokens kept free for the answer when the run sets no max_completion_tokens.

@@ -5,11 +5,8 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from engine import events, runs
-from engine.api import ApiError, get_owned, not_found, paginate, parse
-from engine.messages import add_message
-from engine.models import Assistant, Project, Run, RunStep, Thread
-from engine.schemas import (
+from engine.api.dispatch import ApiError, get_owned, not_found, paginate, parse
+from engine.api.schemas import (
     CreateRun,
     CreateThread,
     CreateThreadAndRun,
@@ -17,7 +14,10 @@ from engine.schemas import (
     SubmitToolOutputs,
     dump,
 )
-from engine.views.threads import new_thread
+from engine.api.views.threads import new_thread
+from engine.messages import add_message
+from engine.models import Assistant, Project, Run, RunStep, Thread
+from engine.runs import events, lifecycle
 
 SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 
@@ -45,8 +45,8 @@ def run_fields(body: CreateRun | CreateThreadAndRun) -> dict[str, Any]:
 
 def start(run: Run, stream: bool | None) -> HttpResponseBase | dict[str, Any]:
     if stream:
-        return event_stream(runs.launch_streaming(run))
-    runs.launch(run)
+        return event_stream(lifecycle.launch_streaming(run))
+    lifecycle.launch(run)
     return run.to_api()
 
 
@@ -57,10 +57,10 @@ def create_run(request: HttpRequest, project: Project, thread_id: str) -> Any:
         Assistant.objects, project, body.assistant_id, "assistant", "assistant_id"
     )
     with transaction.atomic():
-        runs.refuse_if_active(thread, "run")
+        lifecycle.refuse_if_active(thread, "run")
         for message in body.additional_messages or []:
             add_message(thread, message)
-        run = runs.new_run(thread, assistant, run_fields(body))
+        run = lifecycle.new_run(thread, assistant, run_fields(body))
     return start(run, body.stream)
 
 
@@ -74,13 +74,13 @@ def create_thread_and_run(request: HttpRequest, project: Project) -> Any:
         thread_body.tool_resources = body.tool_resources
     with transaction.atomic():
         thread = new_thread(project, thread_body)
-        run = runs.new_run(thread, assistant, run_fields(body))
+        run = lifecycle.new_run(thread, assistant, run_fields(body))
     return start(run, body.stream)
 
 
 def get_run(project: Project, thread_id: str, run_id: str) -> Run:
     thread = get_owned(Thread.objects, project, thread_id, "thread")
-    runs.settle_lost_runs(thread)
+    lifecycle.settle_lost_runs(thread)
     run = thread.runs.filter(pk=run_id).first()
     if run is None:
         raise not_found("run", run_id)
@@ -89,7 +89,7 @@ def get_run(project: Project, thread_id: str, run_id: str) -> Run:
 
 def list_runs(request: HttpRequest, project: Project, thread_id: str) -> dict[str, Any]:
     thread = get_owned(Thread.objects, project, thread_id, "thread")
-    runs.settle_lost_runs(thread)
+    lifecycle.settle_lost_runs(thread)
     return paginate(request, thread.runs.all(), Run.to_api)
 
 
@@ -113,16 +113,16 @@ def modify_run(
 def cancel_run(
     request: HttpRequest, project: Project, thread_id: str, run_id: str
 ) -> dict[str, Any]:
-    return runs.cancel(get_run(project, thread_id, run_id)).to_api()
+    return lifecycle.cancel(get_run(project, thread_id, run_id)).to_api()
 
 
 def submit_tool_outputs(request: HttpRequest, project: Project, thread_id: str, run_id: str) -> Any:
     run = get_run(project, thread_id, run_id)
     body = parse(request, SubmitToolOutputs)
-    runs.record_tool_outputs(run, [dump(output) for output in body.tool_outputs])
+    lifecycle.record_tool_outputs(run, [dump(output) for output in body.tool_outputs])
     if body.stream:
-        return event_stream(runs.launch_streaming(run, resume=True))
-    runs.launch(run, resume=True)
+        return event_stream(lifecycle.launch_streaming(run, resume=True))
+    lifecycle.launch(run, resume=True)
     return run.to_api()
 
 

@@ -13,9 +13,15 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from engine import citations
 from engine.ids import new_id
-from engine.providers import ModelEvent, ModelRequest, TextDelta, ToolCallRequest, TurnEnd
+from engine.knowledge import citations
+from engine.providers.chat_completions import (
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCallRequest,
+    TurnEnd,
+)
 
 # Passages quoted in an answer: enough to cover a question, few enough to read.
 PASSAGES = 3

@@ -13,8 +13,8 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.http import content_disposition_header
 
-from engine import knowledge
-from engine.api import ApiError, get_owned, paginate
+from engine.api.dispatch import ApiError, get_owned, paginate
+from engine.knowledge import stores
 from engine.models import File, Project
 
 # Room for the multipart framing around the file, so a file of exactly the limit gets in.
@@ -26,20 +26,20 @@ def create_file(request: HttpRequest, project: Project) -> dict[str, Any]:
     # The server has the body by now (daphne buffers it), but nothing has parsed or copied it.
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.MAX_UPLOAD_BYTES + MULTIPART_ALLOWANCE:
-        raise knowledge.too_large(declared)
-    handler = knowledge.StorageUploadHandler(request)
+        raise stores.too_large(declared)
+    handler = stores.StorageUploadHandler(request)
     request.upload_handlers = [handler]
     kept = None
     try:
         upload, purpose = read_form(request)
-        file = knowledge.create_file(project, upload, purpose)
+        file = stores.create_file(project, upload, purpose)
         kept = upload.path
     finally:
         handler.discard(keep=kept)
     return file.to_api()
 
 
-def read_form(request: HttpRequest) -> tuple[knowledge.StoredUpload, str]:
+def read_form(request: HttpRequest) -> tuple[stores.StoredUpload, str]:
     try:
         uploads = request.FILES.getlist("file")
         purpose = request.POST.get("purpose", "")
@@ -58,17 +58,16 @@ def read_form(request: HttpRequest) -> tuple[knowledge.StoredUpload, str]:
     if len(uploads) > 1:
         raise ApiError(400, "Upload one file per request.", param="file")
     if not purpose:
-        raise missing("purpose", f"one of {', '.join(knowledge.PURPOSES)}.")
-    if purpose not in knowledge.PURPOSES:
+        raise missing("purpose", f"one of {', '.join(stores.PURPOSES)}.")
+    if purpose not in stores.PURPOSES:
         raise ApiError(
             400,
-            f"Invalid value for 'purpose': '{purpose}' is not one of "
-            f"{', '.join(knowledge.PURPOSES)}.",
+            f"Invalid value for 'purpose': '{purpose}' is not one of {', '.join(stores.PURPOSES)}.",
             param="purpose",
             code="invalid_value",
         )
     # The storage handler is the request's only upload handler, so this is what it made.
-    return cast(knowledge.StoredUpload, uploads[0]), purpose
+    return cast(stores.StoredUpload, uploads[0]), purpose
 
 
 def missing(param: str, hint: str) -> ApiError:
@@ -93,13 +92,13 @@ def retrieve_file(request: HttpRequest, project: Project, file_id: str) -> dict[
 
 
 def delete_file(request: HttpRequest, project: Project, file_id: str) -> dict[str, Any]:
-    knowledge.delete_file(get_owned(File.objects, project, file_id, "file"))
+    stores.delete_file(get_owned(File.objects, project, file_id, "file"))
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 def file_content(request: HttpRequest, project: Project, file_id: str) -> StreamingHttpResponse:
     file = get_owned(File.objects, project, file_id, "file")
-    path = knowledge.file_path(file)
+    path = stores.file_path(file)
     if not path.is_file():
         raise ApiError(404, f"The content of file '{file_id}' is no longer stored.")
     content_type = mimetypes.guess_type(file.filename)[0] or "application/octet-stream"

@@ -22,10 +22,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine import citations, context, events, knowledge, search, worker
-from engine.api import ApiError
+from engine.api.dispatch import ApiError
+from engine.knowledge import citations, search
+from engine.knowledge import stores as knowledge
 from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore, VectorStoreFile
-from engine.providers import (
+from engine.providers.chat_completions import (
     Knowledge,
     ModelError,
     ModelRequest,
@@ -34,6 +35,8 @@ from engine.providers import (
     is_offline,
     provider_for,
 )
+from engine.runs import events, worker
+from engine.runs import prompt as context
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,8 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 
-from engine import knowledge
-from engine.api import ApiError, get_owned, paginate, parse
-from engine.models import FileBatch, Project, VectorStore, VectorStoreFile
-from engine.schemas import (
+from engine.api.dispatch import ApiError, get_owned, paginate, parse
+from engine.api.schemas import (
     CreateFileBatch,
     CreateVectorStore,
     CreateVectorStoreFile,
@@ -18,7 +16,9 @@ from engine.schemas import (
     SearchVectorStore,
     UpdateVectorStoreFile,
 )
-from engine.search import Hit
+from engine.knowledge import stores
+from engine.knowledge.search import Hit
+from engine.models import FileBatch, Project, VectorStore, VectorStoreFile
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 # How soon the SDK's polling helpers (`upload_and_poll`, ...) ask again; ingesting takes
@@ -34,7 +34,7 @@ def owned_store(project: Project, vector_store_id: str) -> VectorStore:
 
 def create_vector_store(request: HttpRequest, project: Project) -> dict[str, Any]:
     body = parse(request, CreateVectorStore)
-    store = knowledge.create_store(
+    store = stores.create_store(
         project,
         file_ids=body.file_ids,
         chunking_strategy=body.chunking_strategy,
@@ -65,7 +65,7 @@ def modify_vector_store(
     if "name" in given:
         store.name = body.name
     if "expires_after" in given:
-        knowledge.set_expiry(store, body.expires_after)
+        stores.set_expiry(store, body.expires_after)
     if "metadata" in given:
         store.metadata = body.metadata or {}
     store.save()
@@ -75,7 +75,7 @@ def modify_vector_store(
 def delete_vector_store(
     request: HttpRequest, project: Project, vector_store_id: str
 ) -> dict[str, Any]:
-    knowledge.delete_store(owned_store(project, vector_store_id))
+    stores.delete_store(owned_store(project, vector_store_id))
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
 
 
@@ -85,7 +85,7 @@ def search_vector_store(
     store = owned_store(project, vector_store_id)
     body = parse(request, SearchVectorStore)
     ranking = body.ranking_options
-    hits = knowledge.search_store(
+    hits = stores.search_store(
         store,
         body.queries(),
         max_results=body.max_num_results,
@@ -151,7 +151,7 @@ def create_store_file(
 ) -> dict[str, Any]:
     store = owned_store(project, vector_store_id)
     body = parse(request, CreateVectorStoreFile)
-    [row] = knowledge.attach(store, [body], param="file_id")
+    [row] = stores.attach(store, [body], param="file_id")
     return row.to_api()
 
 
@@ -181,7 +181,7 @@ def delete_store_file(
     request: HttpRequest, project: Project, vector_store_id: str, file_id: str
 ) -> dict[str, Any]:
     row = owned_store_file(project, vector_store_id, file_id)
-    knowledge.remove_store_files(VectorStoreFile.objects.filter(pk=row.pk))
+    stores.remove_store_files(VectorStoreFile.objects.filter(pk=row.pk))
     return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
 
@@ -215,7 +215,7 @@ def create_file_batch(
     if (body.file_ids is None) == (body.files is None):
         raise ApiError(400, "Give exactly one of 'file_ids' and 'files'.", param="file_ids")
     param = "file_ids" if body.file_ids is not None else "files.file_id"
-    return knowledge.create_batch(store, body.entries(), param).to_api()
+    return stores.create_batch(store, body.entries(), param).to_api()
 
 
 def retrieve_file_batch(
@@ -228,7 +228,7 @@ def cancel_file_batch(
     request: HttpRequest, project: Project, vector_store_id: str, batch_id: str
 ) -> dict[str, Any]:
     batch = owned_batch(project, vector_store_id, batch_id)
-    knowledge.cancel_batch(batch)
+    stores.cancel_batch(batch)
     return batch.to_api()
 
 

@@ -1,0 +1,1 @@
+"""Text extraction from uploaded files, in resource-limited child processes."""

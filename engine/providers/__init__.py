@@ -1,0 +1,1 @@
+"""Model providers: the model API the engine calls, and the offline retrieval-only model."""
