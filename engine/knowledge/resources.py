@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.api.dispatch import ApiError
+from engine.api.errors import ApiError
 from engine.api.schemas import ToolResources
 from engine.models import File, Project, VectorStore
 

@@ -20,7 +20,7 @@ from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from engine.api.dispatch import ApiError
+from engine.api.errors import ApiError
 from engine.api.schemas import (
     ChunkingStrategy,
     ComparisonFilter,

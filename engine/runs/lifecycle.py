@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.api.dispatch import ApiError
+from engine.api.errors import ApiError
 from engine.knowledge import citations, search
 from engine.knowledge import stores as knowledge
 from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore, VectorStoreFile

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from engine.api.dispatch import project_for_key
+from engine.api.access import project_for_key
 from engine.models import ApiKey, Project
 
 

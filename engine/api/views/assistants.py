@@ -4,7 +4,9 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from engine.api.dispatch import get_owned, paginate, parse
+from engine.api.access import get_owned
+from engine.api.bodies import parse
+from engine.api.pagination import paginate
 from engine.api.schemas import CreateAssistant, ModifyAssistant, dump
 from engine.knowledge.resources import tool_resources_for
 from engine.models import Assistant, Project

@@ -13,7 +13,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.http import content_disposition_header
 
-from engine.api.dispatch import ApiError, get_owned, paginate
+from engine.api.access import get_owned
+from engine.api.errors import ApiError
+from engine.api.pagination import paginate
 from engine.knowledge import stores
 from engine.models import File, Project
 

@@ -4,7 +4,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from engine.api.dispatch import get_owned, not_found, paginate, parse
+from engine.api.access import get_owned
+from engine.api.bodies import parse
+from engine.api.errors import not_found
+from engine.api.pagination import paginate
 from engine.api.schemas import CreateMessage, ModifyMessage
 from engine.messages import add_message
 from engine.models import Message, Project, Thread

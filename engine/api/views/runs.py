@@ -5,7 +5,10 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from engine.api.dispatch import ApiError, get_owned, not_found, paginate, parse
+from engine.api.access import get_owned
+from engine.api.bodies import parse
+from engine.api.errors import ApiError, not_found
+from engine.api.pagination import paginate
 from engine.api.schemas import (
     CreateRun,
     CreateThread,

@@ -5,7 +5,8 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
-from engine.api.dispatch import get_owned, parse
+from engine.api.access import get_owned
+from engine.api.bodies import parse
 from engine.api.schemas import CreateThread, ModifyThread
 from engine.knowledge.resources import tool_resources_for
 from engine.messages import add_message

@@ -7,7 +7,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 
-from engine.api.dispatch import ApiError, get_owned, paginate, parse
+from engine.api.access import get_owned
+from engine.api.bodies import parse
+from engine.api.errors import ApiError
+from engine.api.pagination import paginate
 from engine.api.schemas import (
     CreateFileBatch,
     CreateVectorStore,

@@ -1,0 +1,74 @@
+"""Who may see what: the project a bearer key opens, and lookups only inside it."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import models
+from django.http import HttpRequest
+from django.utils import timezone
+
+from engine.api.errors import ApiError, not_found
+from engine.models import ApiKey, Project
+
+
+def authenticate(request: HttpRequest) -> Project:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise ApiError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code="missing_api_key",
+        )
+    project = project_for_key(key)
+    if project is None:
+        raise ApiError(
+            401,
+            f"Incorrect API key provided: {redact(key)}. Ask your Threadline admin for a key.",
+            code="invalid_api_key",
+        )
+    return project
+
+
+def project_for_key(key: str) -> Project | None:
+    for allowed in settings.THREADLINE_API_KEYS:
+        if hmac.compare_digest(allowed.encode(), key.encode()):
+            return Project.default()
+    api_key = (
+        ApiKey.objects.select_related("project")
+        .filter(key_hash=ApiKey.hash(key), revoked_at__isnull=True)
+        .first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    # One write a minute per key is plenty for "last used" and spares the database.
+    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key.project
+
+
+def redact(key: str) -> str:
+    return key[:3] + "*" * 8 + key[-4:] if len(key) > 8 else "*" * len(key)
+
+
+Model = TypeVar("Model", bound=models.Model)
+
+
+def get_owned(
+    queryset: models.QuerySet[Model],
+    project: Project,
+    object_id: str,
+    noun: str,
+    param: str | None = None,
+) -> Model:
+    """The one way the engine loads an object by id: inside the caller's project, or a 404."""
+    obj = queryset.filter(project=project, pk=object_id).first()
+    if obj is None:
+        raise not_found(noun, object_id, param)
+    return obj
