@@ -1,105 +1,30 @@
-"""The one module that calls a model API: OpenAI-compatible Chat Completions, streamed.
-
-A provider turns a `ModelRequest` into a stream of `TextDelta`s ending with one `TurnEnd`
-(finish reason, tool calls, usage). Failures become a `ModelError` whose message a person can act
-on. The offline retrieval-only model (`engine.offline`) speaks the same interface.
-"""
+"""The one module that calls a model API: OpenAI-compatible Chat Completions, streamed."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2
 import openai
 from django.conf import settings
 
+from engine.providers.interface import (
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolCallRequest,
+    TurnEnd,
+)
+
 log = logging.getLogger(__name__)
-
-# Asking for this model always selects the offline model, even when a model API is configured.
-OFFLINE_MODEL = "threadline-retrieval"
-
-
-@dataclass
-class ModelRequest:
-    model: str
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    tool_choice: Any = None
-    parallel_tool_calls: bool = True
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    response_format: Any = None
-    # What the offline model answers from; a language model gets it through tool messages.
-    knowledge: Knowledge | None = None
-
-
-@dataclass
-class Knowledge:
-    has_stores: bool
-    # The run's file_search calls so far, each {"query", "results": [...]}.
-    searches: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class TextDelta:
-    text: str
-
-
-@dataclass
-class ToolCallRequest:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass
-class TurnEnd:
-    finish_reason: str = "stop"
-    tool_calls: list[ToolCallRequest] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-ModelEvent = TextDelta | TurnEnd
-
-
-class ModelError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Provider(Protocol):
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
 
 
 def model_api_configured() -> bool:
     return bool(settings.OPENAI_API_KEY or settings.AZURE_OPENAI_ENDPOINT)
-
-
-def is_offline(model: str) -> bool:
-    return model == OFFLINE_MODEL or not model_api_configured()
-
-
-_chat_provider: ChatCompletionsProvider | None = None
-
-
-def provider_for(model: str) -> Provider:
-    """The provider for a run's model. Called on the worker loop, which owns the HTTP client."""
-    global _chat_provider
-    if is_offline(model):
-        from engine.providers.offline import OfflineModel
-
-        return OfflineModel()
-    if _chat_provider is None:
-        _chat_provider = ChatCompletionsProvider()
-    return _chat_provider
 
 
 def make_client() -> openai.AsyncOpenAI:

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.ids import new_id
 from engine.knowledge import citations
-from engine.providers.chat_completions import (
+from engine.providers.interface import (
     ModelEvent,
     ModelRequest,
     TextDelta,

@@ -26,14 +26,13 @@ from engine.api.errors import ApiError
 from engine.knowledge import citations, search
 from engine.knowledge import stores as knowledge
 from engine.models import Assistant, Message, Run, RunStep, Thread, VectorStore, VectorStoreFile
-from engine.providers.chat_completions import (
+from engine.providers.choice import is_offline, provider_for
+from engine.providers.interface import (
     Knowledge,
     ModelError,
     ModelRequest,
     TextDelta,
     ToolCallRequest,
-    is_offline,
-    provider_for,
 )
 from engine.runs import events, worker
 from engine.runs import prompt as context

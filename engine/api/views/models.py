@@ -6,7 +6,8 @@ from typing import Any
 from django.http import HttpRequest
 
 from engine.models import Project
-from engine.providers.chat_completions import OFFLINE_MODEL, available_models
+from engine.providers.chat_completions import available_models
+from engine.providers.choice import OFFLINE_MODEL
 
 # Listing asks the model API over the network; once a minute is fresh enough for a picker.
 CACHE_SECONDS = 60
