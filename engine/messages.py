@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.api.schemas import CreateMessage, dump
-from engine.knowledge.resources import check_files
+from engine.knowledge.files import check_files
+from engine.knowledge.stores import add_to_thread_store
 from engine.models import Message, Project, Thread
 
 
@@ -38,7 +39,5 @@ def add_message(thread: Thread, body: CreateMessage) -> Message:
         a["file_id"] for a in attachments if any(t["type"] == "file_search" for t in a["tools"])
     ]
     if searchable:
-        from engine.knowledge.stores import add_to_thread_store
-
         add_to_thread_store(thread, searchable)
     return message

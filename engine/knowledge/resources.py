@@ -6,7 +6,9 @@ from typing import Any
 
 from engine.api.errors import ApiError
 from engine.api.schemas import ToolResources
-from engine.models import File, Project, VectorStore
+from engine.knowledge.files import check_files
+from engine.knowledge.stores import create_store
+from engine.models import Project, VectorStore
 
 
 def tool_resources_for(project: Project, resources: ToolResources | None) -> dict[str, Any]:
@@ -29,8 +31,6 @@ def tool_resources_for(project: Project, resources: ToolResources | None) -> dic
                     param="tool_resources.file_search.vector_store_ids",
                 )
         for spec in search.vector_stores or []:
-            from engine.knowledge.stores import create_store
-
             check_files(project, spec.file_ids, "tool_resources.file_search.vector_stores.file_ids")
             store = create_store(
                 project,
@@ -47,10 +47,3 @@ def tool_resources_for(project: Project, resources: ToolResources | None) -> dic
             )
         result["file_search"] = {"vector_store_ids": store_ids}
     return result
-
-
-def check_files(project: Project, file_ids: list[str], param: str) -> None:
-    found = set(File.objects.filter(project=project, pk__in=file_ids).values_list("pk", flat=True))
-    for file_id in file_ids:
-        if file_id not in found:
-            raise ApiError(404, f"No file found with id '{file_id}'.", param=param)

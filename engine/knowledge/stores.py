@@ -1,130 +1,27 @@
-"""Files and vector stores: storing uploads, attaching files to stores, searching them.
+"""Vector stores: their files (attached, retried, removed), file batches, a thread's own store.
 
-Ingestion itself runs in the background (`engine.ingest`); this module only creates the rows it
-works on and the ones it must leave alone (cancelled, removed).
+Ingestion itself runs in the background (`engine.knowledge.ingest`); this module only creates the
+rows it works on and the ones it must leave alone (cancelled, removed).
 """
 
 from __future__ import annotations
 
-import operator
-import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import models, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from engine.api.errors import ApiError
-from engine.api.schemas import (
-    ChunkingStrategy,
-    ComparisonFilter,
-    CompoundFilter,
-    CreateVectorStoreFile,
-    ExpiresAfter,
-    dump,
-)
-from engine.knowledge import ingest, search
+from engine.api.schemas import ChunkingStrategy, CreateVectorStoreFile, ExpiresAfter, dump
+from engine.knowledge import ingest
 from engine.knowledge.chunking import AUTO_CHUNK_OVERLAP_TOKENS, AUTO_MAX_CHUNK_SIZE_TOKENS
-from engine.knowledge.resources import check_files
+from engine.knowledge.files import check_files, file_path
 from engine.models import Chunk, File, FileBatch, Project, Thread, VectorStore, VectorStoreFile
 
-PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
 # As OpenAI did: a thread's own store lives on for a week after it was last used.
 THREAD_STORE_EXPIRY = ExpiresAfter(anchor="last_active_at", days=7)
-
-# --- Uploaded bytes -------------------------------------------------------------------------------
-
-
-def file_path(file: File) -> Path:
-    return settings.FILES_DIR / file.storage_name
-
-
-def too_large(size: int) -> ApiError:
-    return ApiError(
-        413,
-        f"The file is too large: {size:,} bytes or more, and the largest upload this server "
-        f"accepts is {settings.MAX_UPLOAD_BYTES:,} bytes (THREADLINE_MAX_UPLOAD_BYTES).",
-        param="file",
-        code="file_too_large",
-    )
-
-
-class StoredUpload(UploadedFile):
-    """An uploaded file whose bytes already sit in storage under a random name."""
-
-    def __init__(self, path: Path, name: str, content_type: str, size: int) -> None:
-        super().__init__(file=None, name=name, content_type=content_type, size=size)
-        self.path = path
-
-    def close(self) -> None:
-        """Nothing is open: the bytes were written and closed while they arrived."""
-
-
-class StorageUploadHandler(FileUploadHandler):
-    """Streams the `file` field of a multipart upload straight into FILES_DIR.
-
-    Django's default handlers keep small uploads in memory and copy large ones through the system
-    temp directory; this one writes each byte once, where it stays, and stops at the size limit.
-    Whatever it wrote is the caller's to `discard()` unless the upload is accepted.
-    """
-
-    def __init__(self, request: HttpRequest) -> None:
-        super().__init__(request)
-        self.written: list[Path] = []
-        self.destination: Any = None
-
-    def new_file(self, field_name: str, file_name: str, *args: Any, **kwargs: Any) -> None:
-        super().new_file(field_name, file_name, *args, **kwargs)
-        if field_name != "file":
-            raise SkipFile()
-        settings.FILES_DIR.mkdir(parents=True, exist_ok=True)
-        path = settings.FILES_DIR / secrets.token_hex(16)
-        self.written.append(path)
-        self.destination = path.open("xb")
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
-        if start + len(raw_data) > settings.MAX_UPLOAD_BYTES:
-            raise too_large(start + len(raw_data))
-        self.destination.write(raw_data)
-
-    def file_complete(self, file_size: int) -> StoredUpload:
-        self.destination.close()
-        return StoredUpload(self.written[-1], self.file_name, self.content_type, file_size)
-
-    def discard(self, keep: Path | None = None) -> None:
-        if self.destination is not None:
-            self.destination.close()
-        for path in self.written:
-            if path != keep:
-                path.unlink(missing_ok=True)
-
-
-def create_file(project: Project, upload: StoredUpload, purpose: str) -> File:
-    return File.objects.create(
-        project=project,
-        filename=upload.name or "upload",
-        bytes=upload.size or 0,
-        purpose=purpose,
-        storage_name=upload.path.name,
-    )
-
-
-def delete_file(file: File) -> None:
-    """Remove the file from every vector store, then the file; its bytes go once that commits."""
-    path = file_path(file)
-    with transaction.atomic():
-        remove_store_files(VectorStoreFile.objects.filter(file=file))
-        file.delete()
-        transaction.on_commit(lambda: path.unlink(missing_ok=True))
-
-
-# --- Vector stores --------------------------------------------------------------------------------
 
 
 def create_store(
@@ -181,6 +78,15 @@ def delete_store(store: VectorStore) -> None:
     with transaction.atomic():
         remove_store_files(store.files.all())
         store.delete()
+
+
+def delete_file(file: File) -> None:
+    """Remove the file from every vector store, then the file; its bytes go once that commits."""
+    path = file_path(file)
+    with transaction.atomic():
+        remove_store_files(VectorStoreFile.objects.filter(file=file))
+        file.delete()
+        transaction.on_commit(lambda: path.unlink(missing_ok=True))
 
 
 def remove_store_files(store_files: models.QuerySet[VectorStoreFile]) -> None:
@@ -319,91 +225,3 @@ def add_to_thread_store(thread: Thread, file_ids: list[str]) -> VectorStore:
 def thread_store(thread: Thread) -> VectorStore | None:
     store_ids = thread.tool_resources.get("file_search", {}).get("vector_store_ids", [])
     return VectorStore.objects.filter(project_id=thread.project_id, pk__in=store_ids).first()
-
-
-# --- Search ---------------------------------------------------------------------------------------
-
-
-def search_store(
-    store: VectorStore,
-    queries: list[str],
-    *,
-    max_results: int,
-    score_threshold: float,
-    filters: ComparisonFilter | CompoundFilter | None,
-) -> list[search.Hit]:
-    """The best chunks for any of the queries, best first, each with its file's attributes."""
-    if is_expired(store):
-        raise ApiError(400, f"Vector store '{store.id}' has expired and can no longer be searched.")
-    file_ids = matching_file_ids(store, filters) if filters is not None else None
-    best: dict[int, search.Hit] = {}
-    for query in queries:
-        for hit in search.search(
-            [store.id],
-            query,
-            max_results=max_results,
-            score_threshold=score_threshold,
-            file_ids=file_ids,
-        ):
-            if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
-                best[hit.chunk_id] = hit
-    hits = sorted(best.values(), key=lambda hit: hit.score, reverse=True)[:max_results]
-    attributes = dict(
-        store.files.filter(file_id__in={hit.file_id for hit in hits}).values_list(
-            "file_id", "attributes"
-        )
-    )
-    for hit in hits:
-        hit.attributes = attributes.get(hit.file_id) or {}
-    touch_stores([store.id])
-    return hits
-
-
-def matching_file_ids(store: VectorStore, filters: ComparisonFilter | CompoundFilter) -> list[str]:
-    """The store's completed files whose attributes pass the filter, evaluated here in Python."""
-    rows = store.files.filter(status="completed").values_list("file_id", "attributes")
-    return [file_id for file_id, attributes in rows if passes(filters, attributes or {})]
-
-
-MISSING = object()
-ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-}
-
-
-def passes(filters: ComparisonFilter | CompoundFilter, attributes: dict[str, Any]) -> bool:
-    if isinstance(filters, CompoundFilter):
-        results = (passes(part, attributes) for part in filters.filters)
-        return all(results) if filters.type == "and" else any(results)
-    actual = attributes.get(filters.key, MISSING)
-    expected = filters.value
-    if filters.type in ("in", "nin"):
-        options = expected if isinstance(expected, list) else [expected]
-        found = any(same(actual, option) for option in options)
-        return found if filters.type == "in" else not found
-    if filters.type == "eq":
-        return same(actual, expected)
-    if filters.type == "ne":
-        return not same(actual, expected)
-    # Ordering compares numbers with numbers and strings with strings; anything else fails.
-    if kind(actual) != kind(expected) or kind(actual) not in ("number", "string"):
-        return False
-    return ORDERINGS[filters.type](actual, expected)
-
-
-def same(actual: Any, expected: Any) -> bool:
-    # True == 1 in Python, but a boolean attribute never equals a number here.
-    return kind(actual) == kind(expected) and actual == expected
-
-
-def kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "other"

@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from engine.api.access import get_owned
 from engine.api.errors import ApiError
 from engine.api.pagination import paginate
-from engine.knowledge import stores
+from engine.knowledge import files, stores
 from engine.models import File, Project
 
 # Room for the multipart framing around the file, so a file of exactly the limit gets in.
@@ -28,20 +28,20 @@ def create_file(request: HttpRequest, project: Project) -> dict[str, Any]:
     # The server has the body by now (daphne buffers it), but nothing has parsed or copied it.
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.MAX_UPLOAD_BYTES + MULTIPART_ALLOWANCE:
-        raise stores.too_large(declared)
-    handler = stores.StorageUploadHandler(request)
+        raise files.too_large(declared)
+    handler = files.StorageUploadHandler(request)
     request.upload_handlers = [handler]
     kept = None
     try:
         upload, purpose = read_form(request)
-        file = stores.create_file(project, upload, purpose)
+        file = files.create_file(project, upload, purpose)
         kept = upload.path
     finally:
         handler.discard(keep=kept)
     return file.to_api()
 
 
-def read_form(request: HttpRequest) -> tuple[stores.StoredUpload, str]:
+def read_form(request: HttpRequest) -> tuple[files.StoredUpload, str]:
     try:
         uploads = request.FILES.getlist("file")
         purpose = request.POST.get("purpose", "")
@@ -60,16 +60,16 @@ def read_form(request: HttpRequest) -> tuple[stores.StoredUpload, str]:
     if len(uploads) > 1:
         raise ApiError(400, "Upload one file per request.", param="file")
     if not purpose:
-        raise missing("purpose", f"one of {', '.join(stores.PURPOSES)}.")
-    if purpose not in stores.PURPOSES:
+        raise missing("purpose", f"one of {', '.join(files.PURPOSES)}.")
+    if purpose not in files.PURPOSES:
         raise ApiError(
             400,
-            f"Invalid value for 'purpose': '{purpose}' is not one of {', '.join(stores.PURPOSES)}.",
+            f"Invalid value for 'purpose': '{purpose}' is not one of {', '.join(files.PURPOSES)}.",
             param="purpose",
             code="invalid_value",
         )
     # The storage handler is the request's only upload handler, so this is what it made.
-    return cast(stores.StoredUpload, uploads[0]), purpose
+    return cast(files.StoredUpload, uploads[0]), purpose
 
 
 def missing(param: str, hint: str) -> ApiError:
@@ -82,11 +82,11 @@ def missing(param: str, hint: str) -> ApiError:
 
 
 def list_files(request: HttpRequest, project: Project) -> dict[str, Any]:
-    files = File.objects.filter(project=project)
+    listed = File.objects.filter(project=project)
     if request.GET.get("purpose"):
-        files = files.filter(purpose=request.GET["purpose"])
+        listed = listed.filter(purpose=request.GET["purpose"])
     # The spec lets file lists be longer than the others.
-    return paginate(request, files, File.to_api, max_limit=10_000)
+    return paginate(request, listed, File.to_api, max_limit=10_000)
 
 
 def retrieve_file(request: HttpRequest, project: Project, file_id: str) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def delete_file(request: HttpRequest, project: Project, file_id: str) -> dict[st
 
 def file_content(request: HttpRequest, project: Project, file_id: str) -> StreamingHttpResponse:
     file = get_owned(File.objects, project, file_id, "file")
-    path = stores.file_path(file)
+    path = files.file_path(file)
     if not path.is_file():
         raise ApiError(404, f"The content of file '{file_id}' is no longer stored.")
     content_type = mimetypes.guess_type(file.filename)[0] or "application/octet-stream"

@@ -19,7 +19,7 @@ from engine.api.schemas import (
     SearchVectorStore,
     UpdateVectorStoreFile,
 )
-from engine.knowledge import stores
+from engine.knowledge import store_search, stores
 from engine.knowledge.search import Hit
 from engine.models import FileBatch, Project, VectorStore, VectorStoreFile
 
@@ -88,7 +88,7 @@ def search_vector_store(
     store = owned_store(project, vector_store_id)
     body = parse(request, SearchVectorStore)
     ranking = body.ranking_options
-    hits = stores.search_store(
+    hits = store_search.search_store(
         store,
         body.queries(),
         max_results=body.max_num_results,
