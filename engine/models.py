@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -194,16 +195,40 @@ class Message(ApiObject):
 
 
 class Run(ApiObject):
+    """A run's status moves only through `transition()`; see there why."""
+
     ID_PREFIX = "run_"
 
-    ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        IN_PROGRESS = "in_progress"
+        REQUIRES_ACTION = "requires_action"
+        CANCELLING = "cancelling"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+        COMPLETED = "completed"
+        INCOMPLETE = "incomplete"
+        EXPIRED = "expired"
+
+    # The run holds its thread: no new message or run until it ends (as OpenAI did).
+    ACTIVE = (Status.QUEUED, Status.IN_PROGRESS, Status.REQUIRES_ACTION, Status.CANCELLING)
     # States in which a worker is (or should be) executing the run.
-    EXECUTING = ("queued", "in_progress", "cancelling")
-    TERMINAL = ("completed", "cancelled", "failed", "incomplete", "expired")
+    EXECUTING = (Status.QUEUED, Status.IN_PROGRESS, Status.CANCELLING)
+    # Executing, and nobody has asked it to stop.
+    UNDER_WAY = (Status.QUEUED, Status.IN_PROGRESS)
+    TERMINAL = (
+        Status.COMPLETED,
+        Status.CANCELLED,
+        Status.FAILED,
+        Status.INCOMPLETE,
+        Status.EXPIRED,
+    )
 
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="runs")
     assistant_id = models.CharField(max_length=64)
-    status = models.CharField(max_length=20, default="queued", db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     required_action = models.JSONField(null=True)
     last_error = models.JSONField(null=True)
     expires_at = models.DateTimeField(null=True)
@@ -262,6 +287,31 @@ class Run(ApiObject):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    def transition(self, source: str | Iterable[str], target: Status, **fields: Any) -> bool:
+        """Move the run from one of the `source` states to `target`, setting `fields`, and say
+        whether it moved. One conditional UPDATE (`… WHERE status IN source`), so a cancel from
+        another request or process and the worker executing the run never overwrite each other:
+        whichever writes second finds the status changed and moves nothing. When it moved, this
+        instance follows."""
+        sources = [source] if isinstance(source, str) else list(source)
+        moved = Run.objects.filter(pk=self.pk, status__in=sources).update(status=target, **fields)
+        if moved:
+            self.status = target
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(moved)
+
+    def end_open_parts(self, outcome: Status, now: datetime) -> None:
+        """Close the steps and messages the run left open when it ended without its worker:
+        `outcome` is failed, cancelled or expired."""
+        dated = {"failed": "failed_at", "cancelled": "cancelled_at", "expired": "expired_at"}
+        RunStep.objects.filter(run=self, status="in_progress").update(
+            status=outcome, **{dated[outcome]: now}
+        )
+        Message.objects.filter(run_id=self.id, status="in_progress").update(
+            status="incomplete", incomplete_at=now, incomplete_details={"reason": f"run_{outcome}"}
+        )
 
 
 class RunStep(ApiObject):

@@ -1,6 +1,6 @@
 """Runs: creating them, executing them on the worker, and keeping their state honest.
 
-A run's status only moves through conditional updates (`UPDATE … WHERE status IN (…)`), so a
+A run's status only moves through `Run.transition` (`UPDATE … WHERE status IN (…)`), so a
 cancel from another request or process and the executing worker can never overwrite each other.
 The execution streams events to subscribers as they happen, but writes the growing answers to the
 database only every `FLUSH_SECONDS`, all of them together (`AnswerFlusher`), never once per token.
@@ -68,36 +68,21 @@ def settle_lost_runs(thread: Thread | None = None) -> None:
     now = timezone.now()
     runs = Run.objects.all() if thread is None else Run.objects.filter(thread=thread)
     stale = now - timedelta(seconds=settings.RUN_STALE_SECONDS)
-    lost = runs.filter(status__in=("queued", "in_progress"), heartbeat_at__lt=stale)
-    for run in lost:
-        if Run.objects.filter(pk=run.pk, status=run.status).update(
-            status="failed", failed_at=now, last_error=LOST_RUN_ERROR, required_action=None
+    for run in runs.filter(status__in=Run.UNDER_WAY, heartbeat_at__lt=stale):
+        if run.transition(
+            run.status,
+            Run.Status.FAILED,
+            failed_at=now,
+            last_error=LOST_RUN_ERROR,
+            required_action=None,
         ):
-            end_open_parts(run, "failed", now)
-    for run in runs.filter(status="cancelling", heartbeat_at__lt=stale):
-        if Run.objects.filter(pk=run.pk, status="cancelling").update(
-            status="cancelled", cancelled_at=now
-        ):
-            end_open_parts(run, "cancelled", now)
+            run.end_open_parts(Run.Status.FAILED, now)
+    for run in runs.filter(status=Run.Status.CANCELLING, heartbeat_at__lt=stale):
+        if run.transition(Run.Status.CANCELLING, Run.Status.CANCELLED, cancelled_at=now):
+            run.end_open_parts(Run.Status.CANCELLED, now)
     for run in runs.filter(status__in=Run.ACTIVE, expires_at__lt=now):
-        if Run.objects.filter(pk=run.pk, status=run.status).update(
-            status="expired", required_action=None
-        ):
-            end_open_parts(run, "expired", now)
-
-
-def end_open_parts(run: Run, outcome: str, now: Any) -> None:
-    """Close the steps and messages a run left open when it ended without its worker."""
-    step_fields: dict[str, Any] = {"status": outcome}
-    if outcome in ("failed", "cancelled", "expired"):
-        step_fields[
-            {"failed": "failed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[outcome]
-        ] = now
-    RunStep.objects.filter(run=run, status="in_progress").update(**step_fields)
-    reason = {"failed": "run_failed", "cancelled": "run_cancelled", "expired": "run_expired"}
-    Message.objects.filter(run_id=run.id, status="in_progress").update(
-        status="incomplete", incomplete_at=now, incomplete_details={"reason": reason[outcome]}
-    )
+        if run.transition(run.status, Run.Status.EXPIRED, required_action=None):
+            run.end_open_parts(Run.Status.EXPIRED, now)
 
 
 def heartbeat(run_ids: list[str]) -> list[str]:
@@ -106,7 +91,9 @@ def heartbeat(run_ids: list[str]) -> list[str]:
         return []
     Run.objects.filter(pk__in=run_ids, status__in=Run.EXECUTING).update(heartbeat_at=timezone.now())
     return list(
-        Run.objects.filter(pk__in=run_ids, status="cancelling").values_list("pk", flat=True)
+        Run.objects.filter(pk__in=run_ids, status=Run.Status.CANCELLING).values_list(
+            "pk", flat=True
+        )
     )
 
 
@@ -152,7 +139,7 @@ def new_run(thread: Thread, assistant: Assistant, fields: dict[str, Any]) -> Run
         project=thread.project,
         thread=thread,
         assistant_id=assistant.id,
-        status="queued",
+        status=Run.Status.QUEUED,
         created_at=now,
         heartbeat_at=now,
         expires_at=now + timedelta(seconds=settings.RUN_EXPIRES_SECONDS),
@@ -191,17 +178,15 @@ def launch_streaming(run: Run, *, resume: bool = False) -> events.Subscription:
 
 def cancel(run: Run) -> Run:
     now = timezone.now()
-    if run.status == "requires_action":
-        if Run.objects.filter(pk=run.pk, status="requires_action").update(
-            status="cancelled", cancelled_at=now, required_action=None
+    if run.status == Run.Status.REQUIRES_ACTION:
+        if run.transition(
+            Run.Status.REQUIRES_ACTION, Run.Status.CANCELLED, cancelled_at=now, required_action=None
         ):
-            end_open_parts(run, "cancelled", now)
-    elif run.status in ("queued", "in_progress"):
-        Run.objects.filter(pk=run.pk, status__in=("queued", "in_progress")).update(
-            status="cancelling"
-        )
+            run.end_open_parts(Run.Status.CANCELLED, now)
+    elif run.status in Run.UNDER_WAY:
+        run.transition(Run.UNDER_WAY, Run.Status.CANCELLING)
         worker.cancel(run.id)
-    elif run.status != "cancelling":
+    elif run.status != Run.Status.CANCELLING:
         raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
     run.refresh_from_db()
     return run
@@ -209,7 +194,7 @@ def cancel(run: Run) -> Run:
 
 def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
     """Store the client's outputs in the function step and requeue the run."""
-    if run.status != "requires_action":
+    if run.status != Run.Status.REQUIRES_ACTION:
         raise ApiError(
             400,
             f'Runs in status "{run.status}" do not accept tool outputs.',
@@ -229,8 +214,11 @@ def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
             param="tool_outputs",
         )
     with transaction.atomic():
-        if not Run.objects.filter(pk=run.pk, status="requires_action").update(
-            status="queued", required_action=None, heartbeat_at=timezone.now()
+        if not run.transition(
+            Run.Status.REQUIRES_ACTION,
+            Run.Status.QUEUED,
+            required_action=None,
+            heartbeat_at=timezone.now(),
         ):
             raise ApiError(400, "The run is no longer waiting for tool outputs.", param="run_id")
         step = RunStep.objects.filter(run=run, type="tool_calls", status="in_progress").last()
@@ -279,7 +267,9 @@ class RunExecution:
 
     async def execute(self) -> None:
         try:
-            if not await self.move("in_progress", ("queued",), started_at=timezone.now()):
+            if not await self.move(
+                Run.Status.QUEUED, Run.Status.IN_PROGRESS, started_at=timezone.now()
+            ):
                 await self.settle_interrupted()
                 return
             self.emit_run("thread.run.in_progress")
@@ -312,16 +302,9 @@ class RunExecution:
             vector_store_id__in=store_ids, status="in_progress"
         ).exists()
 
-    async def move(self, status: str, allowed: tuple[str, ...], **fields: Any) -> bool:
-        """Persist a transition if the run is still in an allowed state (no cancel raced it)."""
-        updated = await db(Run.objects.filter(pk=self.run_id, status__in=allowed).update)(
-            status=status, **fields
-        )
-        if updated:
-            self.run.status = status
-            for name, value in fields.items():
-                setattr(self.run, name, value)
-        return bool(updated)
+    async def move(self, source: str | tuple[str, ...], target: Run.Status, **fields: Any) -> bool:
+        """`Run.transition` from the worker loop: False when a cancel got there first."""
+        return await db(self.run.transition)(source, target, **fields)
 
     async def drive(self) -> None:
         for _ in range(MAX_MODEL_TURNS):
@@ -429,8 +412,8 @@ class RunExecution:
                 "submit_tool_outputs": {"tool_calls": [without_output(c) for c in functions]},
             }
             if await self.move(
-                "requires_action",
-                ("in_progress",),
+                Run.Status.IN_PROGRESS,
+                Run.Status.REQUIRES_ACTION,
                 required_action=required,
                 usage=dict(self.usage),
             ):
@@ -478,7 +461,10 @@ class RunExecution:
 
     async def complete(self) -> None:
         if await self.move(
-            "completed", ("in_progress",), completed_at=timezone.now(), usage=self.usage
+            Run.Status.IN_PROGRESS,
+            Run.Status.COMPLETED,
+            completed_at=timezone.now(),
+            usage=self.usage,
         ):
             self.emit_run("thread.run.completed")
         else:
@@ -486,7 +472,10 @@ class RunExecution:
 
     async def end_incomplete(self, reason: str) -> None:
         if await self.move(
-            "incomplete", ("in_progress",), incomplete_details={"reason": reason}, usage=self.usage
+            Run.Status.IN_PROGRESS,
+            Run.Status.INCOMPLETE,
+            incomplete_details={"reason": reason},
+            usage=self.usage,
         ):
             self.emit_run("thread.run.incomplete")
         else:
@@ -495,13 +484,13 @@ class RunExecution:
     async def fail(self, code: str, message: str) -> None:
         now = timezone.now()
         if await self.move(
-            "failed",
-            ("queued", "in_progress"),
+            Run.UNDER_WAY,
+            Run.Status.FAILED,
             failed_at=now,
             last_error={"code": code, "message": message},
             usage=self.usage,
         ):
-            await db(end_open_parts)(self.run, "failed", now)
+            await db(self.run.end_open_parts)(Run.Status.FAILED, now)
             await self.emit_incomplete_message()
             self.emit_run("thread.run.failed")
         else:
@@ -510,14 +499,10 @@ class RunExecution:
     async def settle_interrupted(self) -> None:
         """The run was cancelled (here or from elsewhere) while this worker held it."""
         now = timezone.now()
-        await db(
-            Run.objects.filter(
-                pk=self.run_id, status__in=("queued", "in_progress", "cancelling")
-            ).update
-        )(status="cancelled", cancelled_at=now, usage=self.usage)
+        await self.move(Run.EXECUTING, Run.Status.CANCELLED, cancelled_at=now, usage=self.usage)
         self.run = await db(Run.objects.get)(pk=self.run_id)
-        await db(end_open_parts)(self.run, "cancelled", now)
-        if self.run.status == "cancelled":
+        await db(self.run.end_open_parts)(Run.Status.CANCELLED, now)
+        if self.run.status == Run.Status.CANCELLED:
             await self.emit_incomplete_message()
             self.emit_run("thread.run.cancelled")
 
