@@ -15,28 +15,12 @@ from django.conf import settings
 from engine.knowledge import citations
 from engine.knowledge.chunking import count_tokens
 from engine.models import Message, Run, RunStep
+from engine.tools import file_search
 
 # Tokens kept free for the answer when the run sets no max_completion_tokens.
 ANSWER_RESERVE = 4096
 # Per-message framing tokens (role, separators), as OpenAI's chat format adds.
 MESSAGE_OVERHEAD = 4
-
-FILE_SEARCH_FUNCTION = {
-    "type": "function",
-    "function": {
-        "name": "file_search",
-        "description": (
-            "Search the files attached to this assistant and thread. Returns numbered passages; "
-            "cite a passage you use by writing its marker, e.g. 【3:0†source】, right after the "
-            "claim it supports."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for."}},
-            "required": ["query"],
-        },
-    },
-}
 
 
 @dataclass
@@ -154,8 +138,8 @@ def chat_tools(run: Run) -> list[dict[str, Any]]:
     for tool in run.tools:
         if tool["type"] == "function":
             tools.append({"type": "function", "function": tool["function"]})
-        elif tool["type"] == "file_search":
-            tools.append(FILE_SEARCH_FUNCTION)
+        elif tool["type"] == file_search.NAME:
+            tools.append(file_search.FUNCTION)
     return tools
 
 

@@ -1,0 +1,297 @@
+"""The execution of one run on the worker loop: model turns, tool calls, and how the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from engine.models import Message, Run, RunStep
+from engine.providers.choice import is_offline, provider_for
+from engine.providers.interface import ModelError, ModelRequest, TextDelta, ToolCallRequest
+from engine.runs import events, prompt
+from engine.runs.answers import AnswerWriter, answers
+from engine.runs.worker import db
+from engine.tools import file_search
+
+log = logging.getLogger(__name__)
+
+# A model that keeps calling tools without answering is stopped after this many turns.
+MAX_MODEL_TURNS = 12
+# How often a run waiting for its files' ingestion looks again.
+INGEST_POLL_SECONDS = 0.2
+
+
+class RunExecution:
+    """Executes one run on the worker loop, from `queued` to a terminal or parked state."""
+
+    def __init__(self, run: Run) -> None:
+        self.run_id = run.id
+        self.run = run
+        # The answer being written, if any: a cancel or failure ends it as incomplete.
+        self.open_message_id: str | None = None
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+    def emit(self, event: str, data: Any) -> None:
+        events.publish(self.run_id, event, data)
+
+    def emit_run(self, event: str) -> None:
+        self.emit(event, self.run.to_api())
+
+    async def start(self) -> None:
+        self.emit_run("thread.run.created")
+        self.emit_run("thread.run.queued")
+        await self.execute()
+
+    async def resume(self) -> None:
+        self.usage = dict(self.run.usage or self.usage)
+        step = await db(lambda: RunStep.objects.filter(run_id=self.run_id).last())()
+        if step is not None:
+            self.emit("thread.run.step.completed", step.to_api())
+        self.emit_run("thread.run.queued")
+        await self.execute()
+
+    async def execute(self) -> None:
+        try:
+            if not await self.move(
+                Run.Status.QUEUED, Run.Status.IN_PROGRESS, started_at=timezone.now()
+            ):
+                await self.settle_interrupted()
+                return
+            self.emit_run("thread.run.in_progress")
+            await self.wait_for_ingestion()
+            await self.drive()
+        except asyncio.CancelledError:
+            await self.settle_interrupted()
+        except ModelError as error:
+            await self.fail(error.code, error.message)
+        except Exception:
+            log.exception("Run %s failed unexpectedly", self.run_id)
+            await self.fail(
+                "server_error", "The engine hit an internal error while running this request."
+            )
+        finally:
+            self.emit(events.DONE, "[DONE]")
+
+    async def wait_for_ingestion(self) -> None:
+        """Let files still being ingested into the run's stores finish first, as OpenAI did,
+        so a question asked right after attaching a file is answered from it."""
+        if not any(tool["type"] == file_search.NAME for tool in self.run.tools):
+            return
+        deadline = time.monotonic() + settings.RUN_INGEST_WAIT_SECONDS
+        while time.monotonic() < deadline and await db(file_search.still_ingesting)(self.run):
+            await asyncio.sleep(INGEST_POLL_SECONDS)
+
+    async def move(self, source: str | tuple[str, ...], target: Run.Status, **fields: Any) -> bool:
+        """`Run.transition` from the worker loop: False when a cancel got there first."""
+        return await db(self.run.transition)(source, target, **fields)
+
+    async def drive(self) -> None:
+        for _ in range(MAX_MODEL_TURNS):
+            outcome = await self.model_turn()
+            if outcome != "continue":
+                return
+        await self.fail(
+            "server_error",
+            f"The model called tools {MAX_MODEL_TURNS} times without answering; stopped.",
+        )
+
+    async def model_turn(self) -> str:
+        built = await db(prompt.build_prompt)(self.run)
+        if not built.fits and self.run.max_prompt_tokens:
+            await self.end_incomplete("max_prompt_tokens")
+            return "incomplete"
+        request = ModelRequest(
+            model=self.run.model,
+            messages=built.messages,
+            tools=prompt.chat_tools(self.run),
+            tool_choice=prompt.chat_tool_choice(self.run),
+            parallel_tool_calls=self.run.parallel_tool_calls,
+            temperature=self.run.temperature,
+            top_p=self.run.top_p,
+            max_tokens=self.remaining_completion_tokens(),
+            response_format=prompt.chat_response_format(self.run),
+        )
+        if is_offline(self.run.model):
+            request.knowledge = await db(file_search.knowledge)(self.run)
+        answer = AnswerWriter(self)
+        end = None
+        try:
+            async for event in provider_for(self.run.model).stream(request):
+                if isinstance(event, TextDelta):
+                    await answer.write(event.text)
+                else:
+                    end = event
+        except BaseException:
+            # Keep the partial answer; whoever ends the run marks the message and step.
+            if answer.message is not None:
+                answers.discard(answer)
+                await db(answer.flush)()
+            raise
+        assert end is not None, "a provider ends every turn with a TurnEnd"
+        self.add_usage(end.prompt_tokens or built.tokens, end.completion_tokens, answer.step)
+        truncated = end.finish_reason == "length"
+        await answer.close("incomplete" if truncated else "completed")
+        if truncated:
+            await self.end_incomplete("max_completion_tokens")
+            return "incomplete"
+        if self.over_budget():
+            return "incomplete"
+        if end.tool_calls:
+            return await self.call_tools(end.tool_calls)
+        await self.complete()
+        return "completed"
+
+    def remaining_completion_tokens(self) -> int | None:
+        if not self.run.max_completion_tokens:
+            return None
+        return max(self.run.max_completion_tokens - self.usage["completion_tokens"], 1)
+
+    def add_usage(self, prompt: int, completion: int, step: RunStep | None) -> None:
+        self.usage["prompt_tokens"] += prompt
+        self.usage["completion_tokens"] += completion
+        self.usage["total_tokens"] = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+        self.run.usage = dict(self.usage)
+        if step is not None:
+            step.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+
+    def over_budget(self) -> bool:
+        return bool(
+            self.run.max_prompt_tokens and self.usage["prompt_tokens"] > self.run.max_prompt_tokens
+        )
+
+    async def call_tools(self, calls: list[ToolCallRequest]) -> str:
+        step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
+        details = [tool_call_details(call) for call in calls]
+        step.step_details = {"type": "tool_calls", "tool_calls": details}
+        self.emit(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {
+                    "step_details": {
+                        "type": "tool_calls",
+                        "tool_calls": [{"index": i, **call} for i, call in enumerate(details)],
+                    }
+                },
+            },
+        )
+        searches = [call[file_search.NAME] for call in details if call["type"] == file_search.NAME]
+        if searches:
+            await db(file_search.run_searches)(self.run, searches)
+        functions = [call for call in details if call["type"] == "function"]
+        if functions:
+            await db(step.save)(update_fields=["step_details"])
+            required = {
+                "type": "submit_tool_outputs",
+                "submit_tool_outputs": {"tool_calls": [without_output(c) for c in functions]},
+            }
+            if await self.move(
+                Run.Status.IN_PROGRESS,
+                Run.Status.REQUIRES_ACTION,
+                required_action=required,
+                usage=dict(self.usage),
+            ):
+                self.emit_run("thread.run.requires_action")
+            else:
+                await self.settle_interrupted()
+            return "requires_action"
+        step.status = "completed"
+        step.completed_at = timezone.now()
+        await db(step.save)()
+        self.emit("thread.run.step.completed", step.to_api())
+        return "continue"
+
+    def new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
+        step = RunStep.objects.create(
+            project_id=self.run.project_id,
+            run_id=self.run_id,
+            thread_id=self.run.thread_id,
+            assistant_id=self.run.assistant_id,
+            type=kind,
+            status="in_progress",
+            step_details=details,
+        )
+        self.emit("thread.run.step.created", step.to_api())
+        self.emit("thread.run.step.in_progress", step.to_api())
+        return step
+
+    async def complete(self) -> None:
+        if await self.move(
+            Run.Status.IN_PROGRESS,
+            Run.Status.COMPLETED,
+            completed_at=timezone.now(),
+            usage=self.usage,
+        ):
+            self.emit_run("thread.run.completed")
+        else:
+            await self.settle_interrupted()
+
+    async def end_incomplete(self, reason: str) -> None:
+        if await self.move(
+            Run.Status.IN_PROGRESS,
+            Run.Status.INCOMPLETE,
+            incomplete_details={"reason": reason},
+            usage=self.usage,
+        ):
+            self.emit_run("thread.run.incomplete")
+        else:
+            await self.settle_interrupted()
+
+    async def fail(self, code: str, message: str) -> None:
+        now = timezone.now()
+        if await self.move(
+            Run.UNDER_WAY,
+            Run.Status.FAILED,
+            failed_at=now,
+            last_error={"code": code, "message": message},
+            usage=self.usage,
+        ):
+            await db(self.run.end_open_parts)(Run.Status.FAILED, now)
+            await self.emit_incomplete_message()
+            self.emit_run("thread.run.failed")
+        else:
+            await self.settle_interrupted()
+
+    async def settle_interrupted(self) -> None:
+        """The run was cancelled (here or from elsewhere) while this worker held it."""
+        now = timezone.now()
+        await self.move(Run.EXECUTING, Run.Status.CANCELLED, cancelled_at=now, usage=self.usage)
+        self.run = await db(Run.objects.get)(pk=self.run_id)
+        await db(self.run.end_open_parts)(Run.Status.CANCELLED, now)
+        if self.run.status == Run.Status.CANCELLED:
+            await self.emit_incomplete_message()
+            self.emit_run("thread.run.cancelled")
+
+    async def emit_incomplete_message(self) -> None:
+        if self.open_message_id is None:
+            return
+        message = await db(Message.objects.filter(pk=self.open_message_id).first)()
+        if message is not None and message.status == "incomplete":
+            self.emit("thread.message.incomplete", message.to_api())
+
+
+def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
+    """The run step's record of a model's tool call; any call the engine does not execute is a
+    function call for the client."""
+    if call.name == file_search.NAME:
+        return file_search.call_details(call)
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments, "output": None},
+    }
+
+
+def without_output(call: dict[str, Any]) -> dict[str, Any]:
+    function = {k: v for k, v in call["function"].items() if k != "output"}
+    return {"id": call["id"], "type": "function", "function": function}
