@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from engine.knowledge.extraction import extract
+from engine.knowledge.extraction import zygotes as zygote_pool
+from engine.knowledge.extraction.child import SCANNED_PDF_MESSAGE, normalise_whitespace
 from engine.knowledge.extraction.extract import (
-    SCANNED_PDF_MESSAGE,
     ExtractionError,
     Page,
     extract_pages,
-    normalise_whitespace,
     sniff_kind,
 )
 
@@ -374,13 +374,13 @@ def test_slow_pdf_is_stopped_at_the_timeout(tmp_path: Path) -> None:
 @pytest.fixture
 def zygotes(monkeypatch: pytest.MonkeyPatch):
     """A private, empty zygote pool, closed after the test."""
-    pool = extract._ZygotePool(2)
+    pool = zygote_pool._ZygotePool(2)
     monkeypatch.setattr(extract, "_ZYGOTES", pool)
     yield pool
     pool.close()
 
 
-def idle_pids(pool: extract._ZygotePool) -> list[int]:
+def idle_pids(pool: zygote_pool._ZygotePool) -> list[int]:
     return [zygote.pid for zygote in pool._idle]
 
 
@@ -443,14 +443,14 @@ def slow_pdf(tmp_path: Path) -> Path:
     return path
 
 
-def test_one_zygote_serves_sequential_calls(zygotes: extract._ZygotePool) -> None:
+def test_one_zygote_serves_sequential_calls(zygotes: zygote_pool._ZygotePool) -> None:
     for name, page_count in TEXT_PDF_PAGES.items():
         assert len(extract_pages(CORPUS / "pdf" / name, name)) == page_count
     assert len(idle_pids(zygotes)) == 1
 
 
 def test_zygote_killed_between_calls_is_replaced(
-    zygotes: extract._ZygotePool, caplog: pytest.LogCaptureFixture
+    zygotes: zygote_pool._ZygotePool, caplog: pytest.LogCaptureFixture
 ) -> None:
     crazyones = CORPUS / "pdf" / "crazyones.pdf"
     extract_pages(crazyones, "crazyones.pdf")
@@ -464,7 +464,7 @@ def test_zygote_killed_between_calls_is_replaced(
 
 
 def test_zygote_killed_mid_request_falls_back_and_takes_its_grandchild(
-    zygotes: extract._ZygotePool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    zygotes: zygote_pool._ZygotePool, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "long.pdf"
     make_text_pdf(path, pages=150, lines_per_page=20)
@@ -488,7 +488,7 @@ def test_zygote_killed_mid_request_falls_back_and_takes_its_grandchild(
     ("signum", "code"), [(signal.SIGKILL, "timeout"), (signal.SIGSEGV, "corrupt")]
 )
 def test_grandchild_killed_from_outside_is_an_error_and_the_zygote_lives_on(
-    zygotes: extract._ZygotePool, tmp_path: Path, signum: int, code: str
+    zygotes: zygote_pool._ZygotePool, tmp_path: Path, signum: int, code: str
 ) -> None:
     path = slow_pdf(tmp_path)
     extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
@@ -504,7 +504,7 @@ def test_grandchild_killed_from_outside_is_an_error_and_the_zygote_lives_on(
 
 
 def test_memory_blow_up_leaves_the_zygote_usable(
-    zygotes: extract._ZygotePool, tmp_path: Path
+    zygotes: zygote_pool._ZygotePool, tmp_path: Path
 ) -> None:
     path = tmp_path / "bomb.pdf"
     write_pdf(path, [zlib_bomb(70)], flate_encoded=True)
@@ -516,7 +516,7 @@ def test_memory_blow_up_leaves_the_zygote_usable(
 
 
 def test_timeout_in_a_zygote_is_bounded_and_leaves_it_usable(
-    zygotes: extract._ZygotePool, tmp_path: Path
+    zygotes: zygote_pool._ZygotePool, tmp_path: Path
 ) -> None:
     path = slow_pdf(tmp_path)
     for _ in range(2):
@@ -529,9 +529,11 @@ def test_timeout_in_a_zygote_is_bounded_and_leaves_it_usable(
 
 
 def test_stuck_zygote_is_a_timeout_within_the_grace_and_is_replaced(
-    zygotes: extract._ZygotePool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    zygotes: zygote_pool._ZygotePool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(extract, "_ZYGOTE_GRACE", 0.5)
+    monkeypatch.setattr(zygote_pool, "_ZYGOTE_GRACE", 0.5)
     crazyones = CORPUS / "pdf" / "crazyones.pdf"
     extract_pages(crazyones, "crazyones.pdf")
     (stuck,) = idle_pids(zygotes)
@@ -546,7 +548,7 @@ def test_stuck_zygote_is_a_timeout_within_the_grace_and_is_replaced(
     assert fresh != stuck
 
 
-def test_concurrent_calls_get_a_zygote_each(zygotes: extract._ZygotePool) -> None:
+def test_concurrent_calls_get_a_zygote_each(zygotes: zygote_pool._ZygotePool) -> None:
     names = list(TEXT_PDF_PAGES) * 3
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = list(pool.map(lambda name: len(extract_pages(CORPUS / "pdf" / name, name)), names))
@@ -555,7 +557,7 @@ def test_concurrent_calls_get_a_zygote_each(zygotes: extract._ZygotePool) -> Non
     assert zygotes._busy == 0
 
 
-def test_more_callers_than_zygotes_use_one_shot_children(zygotes: extract._ZygotePool) -> None:
+def test_more_callers_than_zygotes_use_one_shot_children(zygotes: zygote_pool._ZygotePool) -> None:
     names = list(TEXT_PDF_PAGES) * 2
     with ThreadPoolExecutor(max_workers=5) as pool:
         counts = list(pool.map(lambda name: len(extract_pages(CORPUS / "pdf" / name, name)), names))
@@ -565,7 +567,9 @@ def test_more_callers_than_zygotes_use_one_shot_children(zygotes: extract._Zygot
 
 
 def test_zygote_that_cannot_start_falls_back_and_waits_before_retrying(
-    zygotes: extract._ZygotePool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    zygotes: zygote_pool._ZygotePool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     attempts = []
 
@@ -573,8 +577,8 @@ def test_zygote_that_cannot_start_falls_back_and_waits_before_retrying(
         attempts.append(1)
         raise OSError("no interpreter")
 
-    monkeypatch.setattr(extract, "_Zygote", broken_zygote)
-    with caplog.at_level(logging.WARNING, logger="engine.knowledge.extraction.extract"):
+    monkeypatch.setattr(zygote_pool, "_Zygote", broken_zygote)
+    with caplog.at_level(logging.WARNING, logger="engine.knowledge.extraction.zygotes"):
         for _ in range(2):
             pages = extract_pages(CORPUS / "pdf" / "crazyones.pdf", "crazyones.pdf")
             assert "round pegs" in folded(pages[0].text)
