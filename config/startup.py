@@ -2,6 +2,7 @@
 
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -11,8 +12,6 @@ def require_redis() -> None:
     signing in fails with a server error. Refuse to start instead, naming the setting."""
     if not settings.REDIS_URL:
         return
-    import redis
-
     try:
         with redis.Redis.from_url(
             settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5
