@@ -25,4 +25,4 @@ class UnparsedBodyRequest(http_protocol.WebRequest):
 
 
 def leave_bodies_to_django() -> None:
-    http_protocol.WebRequest = UnparsedBodyRequest  # type: ignore[misc]
+    http_protocol.WebRequest = UnparsedBodyRequest

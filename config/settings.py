@@ -1,6 +1,7 @@
 """Threadline settings: one file, driven by environment variables (see README, "Configuration")."""
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -209,6 +210,7 @@ CHAT_INGEST_WAIT_SECONDS = env_int("THREADLINE_CHAT_INGEST_WAIT_SECONDS", 60)
 
 # The chat keeps each live answer's replay log here, so a reload or a second tab sees all of it.
 # Several server processes must share it: with REDIS_URL, Redis; otherwise this process's memory.
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -61,7 +61,7 @@ Model = TypeVar("Model", bound=models.Model)
 
 
 def get_owned(
-    queryset: models.QuerySet[Model],
+    queryset: models.QuerySet[Model] | models.Manager[Model],
     project: Project,
     object_id: str,
     noun: str,

@@ -31,10 +31,11 @@ def too_large(size: int) -> ApiError:
     )
 
 
-class StoredUpload(UploadedFile):
+# The stubs' UploadedFile is generic; Django's takes no type arguments at run time.
+class StoredUpload(UploadedFile):  # type: ignore[type-arg]
     """An uploaded file whose bytes already sit in storage under a random name."""
 
-    def __init__(self, path: Path, name: str, content_type: str, size: int) -> None:
+    def __init__(self, path: Path, name: str | None, content_type: str | None, size: int) -> None:
         super().__init__(file=None, name=name, content_type=content_type, size=size)
         self.path = path
 

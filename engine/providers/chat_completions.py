@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
 
 from engine.providers.interface import (
     ModelError,
@@ -138,7 +139,8 @@ class ChatCompletionsProvider:
         # the CPU of everything else on this path. The SDK still does auth, retries, errors.
         async with self.client.chat.completions.with_streaming_response.create(
             model=request.model,
-            messages=request.messages,
+            # The prompt is built as plain dicts in Chat Completions' shape.
+            messages=cast("list[ChatCompletionMessageParam]", request.messages),
             stream=True,
             stream_options={"include_usage": True},
             **options,

@@ -54,8 +54,9 @@ def words(text: str) -> list[str]:
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
-        if message["role"] == "user" and isinstance(message.get("content"), str):
-            return message["content"]
+        content = message.get("content")
+        if message["role"] == "user" and isinstance(content, str):
+            return content
     return ""
 
 

@@ -51,14 +51,15 @@ class AnswerWriter:
         self.dirty = False  # text arrived since the last flush
 
     async def write(self, text: str) -> None:
-        if self.message is None:
-            await db(self.open)()
+        message = self.message
+        if message is None:
+            message = await db(self.open)()
             answers.add(self)
         self.parts.append(text)
         self.dirty = True
-        self.execution.emit(events.MESSAGE_DELTA, events.MessageText(self.message.id, text))
+        self.execution.emit(events.MESSAGE_DELTA, events.MessageText(message.id, text))
 
-    def open(self) -> None:
+    def open(self) -> Message:
         run = self.execution.run
         self.message = Message.objects.create(
             project_id=run.project_id,
@@ -76,6 +77,7 @@ class AnswerWriter:
         self.execution.open_message_id = self.message.id
         self.execution.emit("thread.message.created", self.message.to_api())
         self.execution.emit("thread.message.in_progress", self.message.to_api())
+        return self.message
 
     def content(self) -> list[dict[str, Any]]:
         return [{"type": "text", "text": {"value": "".join(self.parts), "annotations": []}}]

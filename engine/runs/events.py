@@ -140,7 +140,7 @@ def text_of(item: tuple[str, Any]) -> str | None:
 
 def encode(batch: list[tuple[str, Any]]) -> bytes:
     """A batch as server-sent events; consecutive text deltas of one message become one."""
-    frames = []
+    frames: list[bytes] = []
     for message_id, items in itertools.groupby(batch, key=text_of):
         if message_id is None:
             frames.extend(sse_frame(event, data) for event, data in items)

@@ -175,6 +175,7 @@ def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
             f'Runs in status "{run.status}" do not accept tool outputs.',
             param="run_id",
         )
+    assert run.required_action is not None, "a run in requires_action says what it requires"
     pending = {call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]}
     given = {output["tool_call_id"]: output["output"] for output in outputs}
     unknown = sorted(set(given) - pending)

@@ -72,7 +72,8 @@ def create_thread_and_run(request: HttpRequest, project: Project) -> Any:
     assistant = get_owned(
         Assistant.objects, project, body.assistant_id, "assistant", "assistant_id"
     )
-    thread_body = body.thread or CreateThread()
+    # metadata has its default inside Annotated[…, Field(default=None)], which mypy cannot see.
+    thread_body = body.thread or CreateThread()  # type: ignore[call-arg]
     if body.tool_resources is not None and thread_body.tool_resources is None:
         thread_body.tool_resources = body.tool_resources
     with transaction.atomic():

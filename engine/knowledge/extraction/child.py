@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
@@ -121,7 +121,7 @@ def _child_result(path: str, kind: Kind, max_pages: int, memory_mb: int, cpu_sec
     _lower_soft_limit(resource.RLIMIT_CORE, 0)  # a crash must not write a core of a big file
     try:
         pages = _extract_here(path, kind, max_pages)
-        result: dict[str, list] = {"pages": [[page.number, page.text] for page in pages]}
+        result: dict[str, list[Any]] = {"pages": [[page.number, page.text] for page in pages]}
     except ExtractionError as exc:
         result = {"error": [exc.code, exc.message]}
     except MemoryError:
@@ -501,7 +501,10 @@ def _grandchild(
         for fd in (null, out_write, err_write, *spare_fds):
             os.close(fd)
         path, kind, max_pages, memory_mb, cpu_seconds = args
-        reply = _child_result(path, kind, int(max_pages), int(memory_mb), int(cpu_seconds))  # type: ignore[arg-type]
+        # The server sends the kind its sniffing decided.
+        reply = _child_result(
+            path, cast("Kind", kind), int(max_pages), int(memory_mb), int(cpu_seconds)
+        )
         _write_all(1, reply)
         code = 0
     except BaseException as exc:
@@ -535,8 +538,9 @@ if __name__ == "__main__":
         _zygote_main()
     elif sys.argv[1:2] == ["--child"] and len(sys.argv) == 7:
         _path, _kind, _max_pages, _memory_mb, _cpu_seconds = sys.argv[2:]
+        _kind_sent = cast("Kind", _kind)  # the server sends the kind its sniffing decided
         sys.stdout.buffer.write(
-            _child_result(_path, _kind, int(_max_pages), int(_memory_mb), int(_cpu_seconds))  # type: ignore[arg-type]
+            _child_result(_path, _kind_sent, int(_max_pages), int(_memory_mb), int(_cpu_seconds))
         )
     else:
         sys.exit("internal helper of engine.knowledge.extraction; use extract_pages() instead")

@@ -68,9 +68,11 @@ class _Zygote:
             stderr=subprocess.DEVNULL,
             bufsize=0,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are pipes
+        self._stdin, self._stdout = self.proc.stdin, self.proc.stdout
         self._buffer = bytearray()
         self._poller = select.poll()  # not select(): a busy server's fds can pass 1023
-        self._poller.register(self.proc.stdout.fileno(), select.POLLIN)
+        self._poller.register(self._stdout.fileno(), select.POLLIN)
         try:
             tag, payload = self._read_frame(time.monotonic() + _ZYGOTE_START_TIMEOUT)
             if tag != b"r":
@@ -89,7 +91,7 @@ class _Zygote:
     def run(self, args: list[str], timeout: float) -> _Outcome:
         request = json.dumps({"args": args, "timeout": timeout}).encode() + b"\n"
         try:
-            _write_all(self.proc.stdin.fileno(), request)
+            _write_all(self._stdin.fileno(), request)
         except OSError as exc:  # BrokenPipeError: it died since we last looked
             raise _ZygoteFailed(f"gone: {exc}") from None
         deadline = time.monotonic() + timeout + _ZYGOTE_GRACE
@@ -111,14 +113,14 @@ class _Zygote:
         """End the zygote and release its pipes. Without ``kill`` it gets EOF and a moment to
         exit on its own; its grandchild, if any, dies with it either way."""
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()
+            self._stdin.close()
         if not kill:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=1)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.proc.stdout.close()
+        self._stdout.close()
 
     def _read_frame(self, deadline: float) -> tuple[bytes, bytes]:
         tag, size = _FRAME.unpack(self._read_exact(_FRAME.size, deadline))
@@ -129,7 +131,7 @@ class _Zygote:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
                 raise _ZygoteStuck
-            chunk = os.read(self.proc.stdout.fileno(), _READ_SIZE)
+            chunk = os.read(self._stdout.fileno(), _READ_SIZE)
             if not chunk:
                 raise _ZygoteFailed(f"closed its output; exit code {self.proc.poll()}")
             self._buffer += chunk
