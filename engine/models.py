@@ -1,7 +1,8 @@
 """The Assistants API's objects, with OpenAI's nouns, fields and status values.
 
 Each model serialises itself with `to_api()`, a near-identity mapping to the wire format.
-Every object belongs to a project; every lookup is scoped to one (see `engine.api.get_owned`).
+Every object belongs to a project; every lookup is scoped to one
+(see `engine.api.access.get_owned`).
 """
 
 from __future__ import annotations

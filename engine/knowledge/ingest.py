@@ -30,6 +30,7 @@ from django.utils import timezone
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
+from engine.knowledge.files import file_path
 from engine.knowledge.search import chunk_rows
 from engine.models import Chunk, VectorStoreFile
 
@@ -143,8 +144,7 @@ def ingest(pk: int) -> None:
     row = VectorStoreFile.objects.select_related("file").filter(pk=pk).first()
     if row is None:  # removed since it was claimed
         return
-    # The bytes' location, as engine.knowledge.file_path has it (imported there, not here).
-    path = settings.FILES_DIR / row.file.storage_name
+    path = file_path(row.file)
     static = row.chunking_strategy["static"]
     try:
         pages = extract_pages(path, row.file.filename)

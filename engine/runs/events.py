@@ -1,10 +1,11 @@
 """In-process fan-out of a run's stream events to the HTTP responses that follow it.
 
-Runs execute on the worker's event loop (`engine.worker`); responses are served on the server's.
-A `Subscription` bridges the two: the worker appends from its thread, the response awaits on its
-own loop, waking only when it has drained everything, and sends what piled up as one write, in
-which the text deltas of one message that piled up go as one delta. A stream only ever follows a
-run started or continued by the same process, so nothing here needs to cross processes.
+Runs execute on the worker's event loop (`engine.runs.worker`); responses are served on the
+server's. A `Subscription` bridges the two: the worker appends from its thread, the response
+awaits on its own loop, waking only when it has drained everything, and sends what piled up as
+one write, in which the text deltas of one message that piled up go as one delta. A stream only
+ever follows a run started or continued by the same process, so nothing here needs to cross
+processes.
 
 Waking a reader on another loop costs a write to that loop's self-pipe and a read on the other
 side: with a few hundred answers streaming, a wake per token was a sixth of the process's CPU.

@@ -149,7 +149,7 @@ def extract_pages(
 def _run_one_shot(args: list[str], timeout: float) -> _Outcome:
     command = [
         sys.executable,
-        "-P",  # don't put engine/ on sys.path: a file there must not shadow the stdlib
+        "-P",  # don't put the script's folder on sys.path: a file there must not shadow the stdlib
         SCRIPT,
         "--child",
         *args,
