@@ -14,7 +14,7 @@ import json
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple, ParamSpec, TypeVar
 
 import openai
@@ -22,6 +22,7 @@ from django.conf import settings
 from openai.types.beta.thread_create_and_run_params import ThreadMessage
 from openai.types.beta.threads.message_create_params import Attachment
 from openai.types.beta.threads.run_create_params import AdditionalMessage
+from openai.types.beta.threads.run_submit_tool_outputs_params import ToolOutput
 
 # How long a streaming run may stay silent (a model thinking, a slow tool) before we give up on it.
 STREAM_READ_SECONDS = 900.0
@@ -155,6 +156,9 @@ class AssistantFields:
     # Function definitions ({"name", "description", "parameters"}); None leaves the remote
     # assistant's function tools as they are.
     functions: list[dict[str, Any]] | None = None
+    # Definitions of the registry's functions the assistant was given (chat.tools), offered as
+    # well; a raw definition of the same name gives way to them.
+    registry: list[dict[str, Any]] = field(default_factory=list)
     temperature: float | None = None
     top_p: float | None = None
     response_format: str = "auto"
@@ -167,10 +171,20 @@ def assistant_params(fields: AssistantFields, current_tools: list[Any]) -> dict[
     tools: list[dict[str, Any]] = []
     if fields.code_interpreter:
         tools.append({"type": "code_interpreter"})
+    registry = {f["name"] for f in fields.registry}
     if fields.functions is None:
-        tools.extend(t for t in current_tools if t.get("type") == "function")
+        tools.extend(
+            t
+            for t in current_tools
+            if t.get("type") == "function" and t["function"].get("name") not in registry
+        )
     else:
-        tools.extend({"type": "function", "function": f} for f in fields.functions)
+        tools.extend(
+            {"type": "function", "function": f}
+            for f in fields.functions
+            if f.get("name") not in registry
+        )
+    tools.extend({"type": "function", "function": f} for f in fields.registry)
     if fields.file_search:
         tools.append({"type": "file_search"})
     params: dict[str, Any] = {
@@ -364,6 +378,59 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
         await events.aclose()
         raise AssistantsError(f"The run did not start (it sent {first.name!r} first).")
     return Started(first.data["thread_id"], first.data["id"], events)
+
+
+@translated
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, outputs: list[dict[str, str]]
+) -> AsyncIterator[RunEvent]:
+    """Give a waiting run its tool outputs, all at once; the run's events from there on.
+    Returns once the API has taken them (AssistantsError if it refused)."""
+    stream_timeout = openai.Timeout(settings.ASSISTANTS_TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)
+    tool_outputs: list[ToolOutput] = [
+        {"tool_call_id": output["tool_call_id"], "output": output["output"]} for output in outputs
+    ]
+    opening = async_client().beta.threads.runs.with_streaming_response.submit_tool_outputs(
+        run_id,
+        thread_id=thread_id,
+        tool_outputs=tool_outputs,
+        stream=True,
+        timeout=stream_timeout,
+    )
+    events = run_events(opening)
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+    return prepend(first, events)
+
+
+async def prepend(first: RunEvent, rest: AsyncGenerator[RunEvent]) -> AsyncGenerator[RunEvent]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()
+
+
+@translated
+async def run_steps(thread_id: str, run_id: str) -> list[dict[str, Any]]:
+    """A run's steps, oldest first."""
+    page = async_client().beta.threads.runs.steps.list(
+        run_id, thread_id=thread_id, order="asc", limit=100
+    )
+    return [step.to_dict() async for step in page]
+
+
+@translated_sync
+def function_steps(thread_id: str, run_id: str) -> list[dict[str, Any]]:
+    """A run's steps, oldest first, for pages that show its function calls."""
+    page = sync_client().beta.threads.runs.steps.list(
+        run_id, thread_id=thread_id, order="asc", limit=100
+    )
+    return [step.to_dict() for step in page]
 
 
 async def run_events(opening: AbstractAsyncContextManager[Any]) -> AsyncGenerator[RunEvent]:

@@ -24,6 +24,8 @@ from chat.live import relay, replay
 from chat.live.answer import RunView
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
+from chat.tools import rounds
+from chat.tools.history import attach_calls
 from chat.uploads import CheckedFile
 
 log = logging.getLogger(__name__)
@@ -259,6 +261,8 @@ async def stop(conversation: Conversation) -> None:
     """Cancel the answer in progress; what it has written so far stays."""
     if conversation.active_run_id:
         await usable(api.cancel_run(conversation.thread_id, conversation.active_run_id))
+        # A relay waiting on function calls hears it now, not on its next tick.
+        await rounds.notify(conversation.active_run_id)
 
 
 def rename(conversation: Conversation, title: str) -> None:
@@ -324,6 +328,7 @@ def history(
     if missing:
         names |= api.file_names(missing)
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
+    attach_calls(conversation, list(reversed(messages)), views)
     history = History(views, page.older)
     if older_than is None and not active and views and views[-1].role == "user":
         history.last_run = unanswered(conversation)

@@ -62,6 +62,13 @@ class AssistantProfile(models.Model):
     # [{"name", "description", "parameters"}]; None: not managed here, the remote assistant's
     # function tools stay as they are (profiles that mirror an assistant set up elsewhere).
     functions = models.JSONField(null=True, blank=True, default=None)
+    # Functions from the registry (chat.tools), offered besides `functions`.
+    registry_functions = models.ManyToManyField(
+        "chat.Function",
+        blank=True,
+        related_name="assistants",
+        verbose_name="functions from the registry",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     published = models.BooleanField(default=False, help_text="Offered to people in the chat.")
     groups = models.ManyToManyField(
@@ -264,6 +271,13 @@ class Conversation(models.Model):
         self.save(update_fields=["active_run_id", "updated_at"])
 
     @classmethod
+    def resume_run(cls, conversation_id: int, run_id: str) -> None:
+        """Another relay follows the run now (chat.tools.recovery): a reload shows it live."""
+        cls.objects.filter(pk=conversation_id, active_run_id__in=["", run_id]).update(
+            active_run_id=run_id
+        )
+
+    @classmethod
     def end_run(cls, conversation_id: int, run_id: str) -> None:
         """The run's answer is over; leaves a newer run alone."""
         cls.objects.filter(pk=conversation_id, active_run_id=run_id).update(active_run_id="")
@@ -289,3 +303,10 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# The function registry and call records live with the chat's tools; imported here so that Django
+# finds them with the app's other models (the `as` re-exports them).
+from chat.tools.models import CallRound as CallRound  # noqa: E402
+from chat.tools.models import Function as Function  # noqa: E402
+from chat.tools.models import FunctionCall as FunctionCall  # noqa: E402

@@ -39,6 +39,7 @@ def fields_of(profile: AssistantProfile) -> api.AssistantFields:
         file_search=profile.file_search,
         code_interpreter=profile.code_interpreter,
         functions=profile.functions,
+        registry=[function.definition() for function in profile.registry_functions.all()],
         temperature=profile.temperature,
         top_p=profile.top_p,
         response_format=profile.response_format,

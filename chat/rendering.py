@@ -117,6 +117,8 @@ class MessageView:
     footnotes: list[Footnote] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     incomplete: bool = False
+    # Steps of the run with function calls made before this message (chat.tools.history).
+    steps: list[Any] = field(default_factory=list)
 
 
 # The route that opens a conversation's files: its owner's, or the admin's (for a transcript).

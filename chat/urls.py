@@ -15,4 +15,9 @@ urlpatterns = [
     path("c/<int:conversation_id>/rename", views.rename, name="rename"),
     path("c/<int:conversation_id>/delete", views.delete, name="delete"),
     path("c/<int:conversation_id>/files/<str:file_id>", views.file, name="file"),
+    path(
+        "c/<int:conversation_id>/runs/<str:run_id>/calls/<str:call_id>",
+        views.call,
+        name="call",
+    ),
 ]

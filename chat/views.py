@@ -32,6 +32,7 @@ from chat.access import aconversation_for, assistants_for, conversation_for, con
 from chat.forms import RenameForm, SignupForm, Submission, read_submission
 from chat.live.answer import RunView
 from chat.models import Conversation
+from chat.tools import actions, recovery, rounds
 
 PAGE = "chat/conversation.html"
 THREAD_LIST_SIZE = 100
@@ -286,6 +287,30 @@ async def stop(request: SignedInRequest, conversation_id: int) -> HttpResponse:
         return redirect("chat:conversation", conversation.pk)
     # The live stream shows the run ending; nothing else changes here.
     return HttpResponse(status=204)
+
+
+# --- Function calls that wait on the person -------------------------------------------------------
+
+
+@login_required
+@require_POST
+async def call(
+    request: SignedInRequest, conversation_id: int, run_id: str, call_id: str
+) -> HttpResponse:
+    """Allow, deny or answer a function call of the conversation's run (chat.tools.actions)."""
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    done = await sync_to_async(actions.act)(conversation, run_id, call_id, request.POST)
+    if not done.message:
+        await rounds.notify(run_id)
+        await recovery.sweep()  # the run's relay may have died: take its calls over now
+    if not request.htmx:
+        if done.message:
+            return await problem_response(request, conversation, done.message)
+        return redirect("chat:conversation", conversation.pk)
+    return await sync_to_async(render)(
+        request, "chat/run.html#card", {"card": done.card, "card_message": done.message}
+    )
 
 
 # --- Renaming and deleting ------------------------------------------------------------------------

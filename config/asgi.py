@@ -21,18 +21,22 @@ from django.urls import path, re_path  # noqa: E402
 
 from chat.live.consumers import RunEventsConsumer  # noqa: E402
 from chat.live.routing import EVENTS_PATH  # noqa: E402
+from chat.tools.recovery import SweepingApplication  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": URLRouter(
-            [
-                # A live answer's server-sent events. The session cookie says who is asking;
-                # the consumer itself checks that the conversation is theirs.
-                path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
-                # Channels routes ASGI applications with Django's path helpers, which
-                # django-stubs types for views only.
-                re_path(r"", django_application),  # type: ignore[arg-type]
-            ]
-        )
-    }
+# The sweeper takes over the function calls that a dead process was answering (chat.tools).
+application = SweepingApplication(
+    ProtocolTypeRouter(
+        {
+            "http": URLRouter(
+                [
+                    # A live answer's server-sent events. The session cookie says who is asking;
+                    # the consumer itself checks that the conversation is theirs.
+                    path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
+                    # Channels routes ASGI applications with Django's path helpers, which
+                    # django-stubs types for views only.
+                    re_path(r"", django_application),  # type: ignore[arg-type]
+                ]
+            )
+        }
+    )
 )

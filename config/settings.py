@@ -223,3 +223,13 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 200_000},
         }
     }
+
+# --- Function calls the chat answers (chat.tools) ---------------------------------------------
+# Python functions to offer in the registry, as dotted paths (besides those an app registers
+# with the @chat.tools.python.function decorator in its `functions` module).
+PYTHON_FUNCTIONS = env_list("THREADLINE_PYTHON_FUNCTIONS")
+# Webhooks never reach link-local or metadata addresses; private and loopback ones only for the
+# host names (or addresses) listed here.
+WEBHOOK_ALLOWED_HOSTS = env_list("THREADLINE_WEBHOOK_ALLOWED_HOSTS")
+# The largest output a function may give the model (a webhook's answer is not read past it).
+FUNCTION_MAX_OUTPUT_BYTES = env_int("THREADLINE_FUNCTION_MAX_OUTPUT_BYTES", 256 * 1024)

@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 from chat.live.routing import events_url
 from chat.rendering import MessageView, dom_id, escape_text, markdown_html
 from chat.rendering import message_view as render_message
+from chat.tools.cards import Card
 
 
 def plural(count: int, word: str) -> str:
@@ -61,6 +62,9 @@ class Call:
     output: str = ""
     results: int | None = None  # file_search hits
     running: bool = True
+    call_id: str = ""
+    # A function call the chat answers: its card, from the call's record (chat.tools).
+    card: Card | None = None
 
     def label(self, file_count: int | None) -> str:
         files = plural(file_count, "file") if file_count is not None else "files"
@@ -71,6 +75,8 @@ class Call:
             return f"Searched {files}{found}"
         if self.kind == "code_interpreter":
             return "Running code…" if self.running else "Ran code"
+        if self.card is not None:
+            return self.card.label
         return f"Calling {self.name}…" if self.running else f"Called {self.name}"
 
 
@@ -285,18 +291,64 @@ class RunView:
             reason = (data.get("incomplete_details") or {}).get("reason") or "a limit"
             self.notice = Notice([f"The answer was cut short ({reason.replace('_', ' ')})."])
 
-    def unsupported_tools(self, data: dict[str, Any]) -> None:
-        calls = ((data.get("required_action") or {}).get("submit_tool_outputs") or {}).get(
-            "tool_calls"
-        ) or []
-        names = sorted({call["function"]["name"] for call in calls}) or ["a tool"]
-        self.notice = Notice(
-            [
-                f"The assistant asked to run {', '.join(names)}, which this chat cannot do, "
-                "so the answer stopped here."
-            ],
-            error=True,
-        )
+    def show_cards(self, step_id: str, cards: list[Card]) -> list[Fragment]:
+        """The function calls of a step as their records say (chat.tools): each call's card."""
+        step = self.steps.get(step_id)
+        new = step is None
+        if step is None:
+            step = Step(step_id, f"s-{dom_id(step_id)}")
+            self.steps[step_id] = step
+            self.items.append(step)
+        by_id = {call.call_id: call for call in step.calls if call.call_id}
+        changed, first = [], new
+        for card in cards:
+            call = by_id.get(card.call_id)
+            if call is None:
+                call = Call(kind="function", name=card.name, call_id=card.call_id)
+                step.calls.append(call)
+            first = first or call.card is None
+            if call.card != card:
+                changed.append(card)
+            call.card = card
+            call.running = card.running
+        if new:
+            return [self.append(self.render("step", step=step))]
+        if first:  # no forms on the page yet: the step whole, its calls now as cards
+            return [self.render("step", step=step, step_oob=True)]
+        # Card by card: a form half filled in stays as it is while another call of the step ends.
+        return [self.render("card", card=card, card_oob=True) for card in changed]
+
+    def step_with(self, call_ids: set[str]) -> str | None:
+        """The step that holds these calls, if the view has seen it."""
+        for step in self.steps.values():
+            if call_ids & {call.call_id for call in step.calls}:
+                return step.step_id
+        return None
+
+    def rebuild(self, steps: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+        """The run so far, from the API (a relay taking over from another process)."""
+        by_id = {message["id"]: message for message in messages}
+        for step in steps:
+            details = step.get("step_details") or {}
+            if details.get("type") == "tool_calls":
+                self.step_changed(step, delta=False, ended=step.get("status") != "in_progress")
+            elif details.get("type") == "message_creation":
+                message = by_id.get((details.get("message_creation") or {}).get("message_id"))
+                if message is not None:
+                    self.message_created(message)
+                    if message.get("status") != "in_progress":
+                        self.message_done(message)
+
+    def stopped_waiting(self, run: dict[str, Any]) -> None:
+        """The run stopped waiting for its function calls before they were all answered."""
+        if run.get("status") == "expired":
+            self.notice = Notice(
+                [
+                    "No answer came in time, so the assistant stopped waiting. "
+                    "Send a new message to go on."
+                ],
+                error=True,
+            )
 
     def lost(self, reason: str) -> None:
         self.notice = Notice([reason], error=True, retry=True)
@@ -331,6 +383,7 @@ class RunView:
 
 def merge_call(call: Call, data: dict[str, Any], *, append: bool) -> None:
     call.kind = data.get("type") or call.kind
+    call.call_id = data.get("id") or call.call_id
     if call.kind == "function":
         function = data.get("function") or {}
         call.name = function.get("name") or call.name

@@ -24,6 +24,8 @@ from chat.live import replay
 from chat.live.answer import Fragment, RunView, merged
 from chat.models import Conversation
 from chat.rendering import cited_file_ids, dom_id
+from chat.tools import rounds
+from chat.tools.cards import Card
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,13 @@ class RunStart:
     thread_id: str
     assistant_id: str
     run_id: str
-    events: AsyncIterator[api.RunEvent]
+    events: AsyncIterator[api.RunEvent] | None
     uploads: dict[str, str] = field(default_factory=dict)  # file id -> name, of this message
+    # A relay taking over the run's calls from a dead process (chat.tools.recovery): no stream
+    # yet, the run read from the API, and the lease it took.
+    taken_over: bool = False
+    token: str = ""
+    last_seq: int = 0  # the last event in the answer's log so far
 
 
 _relays: set[asyncio.Task[None]] = set()
@@ -92,12 +99,18 @@ class Relay:
         self.base = 0
         self.layer = get_channel_layer()
         self.group = group_name(run.run_id)
+        self.terminal = False  # the stream said how the run ended
+        # Holds the run's function calls while they are answered (chat.tools.rounds).
+        self.token = run.token or rounds.relay_token()
+        self.handed_over = False  # another process's relay took the run's calls over
 
     async def run(self) -> None:
         # The first event is a snapshot (of nothing yet): a browser that connects without a
         # Last-Event-ID starts from a clean slate, so a full replay never doubles anything.
         reader: asyncio.Task[None] | None = None
         try:
+            if self.run_start.taken_over:
+                await self.rebuild()
             await self.publish_snapshot(self.view.snapshot())
             reader = asyncio.create_task(self.read())
             await self.publish_loop()
@@ -107,32 +120,86 @@ class Relay:
             if reader is not None:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-            await self.end()
+            if not self.handed_over:  # else the relay that took over ends the answer
+                await self.end()
 
     # -- reading upstream --
 
     async def read(self) -> None:
-        terminal = False
+        """Follow the run to its end: its stream, the function calls it waits on (answered by
+        chat.tools.rounds), and the stream that goes on once they are submitted."""
+        events = self.run_start.events
         try:
-            async for event in self.run_start.events:
-                await self.prepare(event)
-                self.outbox.extend(self.view.apply(event.name, event.data))
-                terminal = terminal or event.name in TERMINAL
-                if event.name == "thread.run.requires_action":
-                    self.view.unsupported_tools(event.data)
-                    await api.cancel_run(self.run_start.thread_id, self.run_id)
-                self.wake.set()
-            if not terminal:
-                await self.recover()
-        except api.AssistantsError as error:
-            log.warning("Run %s stream broke: %s", self.run_id, error)
-            await self.recover()
+            while True:
+                action = None
+                if events is not None:
+                    action = await self.follow(events)
+                    events = None
+                if action is None and not self.terminal:
+                    action = await self.recover()
+                if action is None:
+                    return
+                events = await self.answer_calls(action)
+                if self.handed_over:
+                    return
         except Exception:
             log.exception("Run %s: relaying an event failed", self.run_id)
             await self.recover()
         finally:
             self.read_done = True
             self.wake.set()
+
+    async def follow(self, events: AsyncIterator[api.RunEvent]) -> dict[str, Any] | None:
+        """Relay a stream of the run; the run, if it stopped to wait for function calls."""
+        action = None
+        try:
+            async for event in events:
+                await self.prepare(event)
+                self.outbox.extend(self.view.apply(event.name, event.data))
+                self.terminal = self.terminal or event.name in TERMINAL
+                if event.name == "thread.run.requires_action":
+                    action = event.data
+                self.wake.set()
+        except api.AssistantsError as error:
+            log.warning("Run %s stream broke: %s", self.run_id, error)
+        return action
+
+    async def answer_calls(self, run: dict[str, Any]) -> AsyncIterator[api.RunEvent] | None:
+        """Answer the calls the run waits on; the run's stream once their outputs are in."""
+        calls = (run.get("required_action") or {}).get("submit_tool_outputs") or {}
+        call_ids = {call["id"] for call in calls.get("tool_calls") or []}
+        step_id = self.view.step_with(call_ids) or await self.step_of(call_ids)
+        if step_id is None:
+            log.warning("Run %s: no step holds the calls it waits on", self.run_id)
+            return None
+        where = rounds.Where(
+            self.run_start.conversation_id,
+            self.run_start.thread_id,
+            self.run_id,
+            self.run_start.assistant_id,
+        )
+
+        async def show(cards: list[Card], expires_at: Any) -> None:
+            self.outbox.extend(self.view.show_cards(step_id, cards))
+            self.wake.set()
+
+        outcome = await rounds.answer(where, run, step_id, self.token, show)
+        if outcome.lost:
+            self.handed_over = True
+        elif outcome.run is not None:
+            self.view.stopped_waiting(outcome.run)
+        return outcome.events
+
+    async def step_of(self, call_ids: set[str]) -> str | None:
+        try:
+            steps = await api.run_steps(self.run_start.thread_id, self.run_id)
+        except api.AssistantsError:
+            return None
+        for step in reversed(steps):
+            details = step.get("step_details") or {}
+            if call_ids & {call.get("id") for call in details.get("tool_calls") or []}:
+                return str(step["id"])
+        return None
 
     async def prepare(self, event: api.RunEvent) -> None:
         """Fetch what rendering the event needs from the API: file counts and names."""
@@ -163,21 +230,22 @@ class Relay:
             except api.AssistantsError:
                 self.view.file_names[file_id] = "a file"
 
-    async def recover(self) -> None:
-        """The stream ended early: wait for the run to end, then show what the API has."""
+    async def recover(self) -> dict[str, Any] | None:
+        """The stream ended early: wait for the run to end, then show what the API has; the
+        run, if it waits for function calls instead."""
         thread_id = self.run_start.thread_id
         deadline = asyncio.get_running_loop().time() + RECOVER_SECONDS
         try:
             while True:
                 run = await api.retrieve_run(thread_id, self.run_id)
+                if run["status"] == "requires_action":
+                    return run
                 if run["status"] not in api.ACTIVE_STATUSES:
                     break
-                if run["status"] == "requires_action":
-                    self.view.unsupported_tools(run)
-                    await api.cancel_run(thread_id, self.run_id)
                 if asyncio.get_running_loop().time() > deadline:
                     self.view.lost("The answer is taking too long; reload the page later.")
-                    return
+                    self.terminal = True
+                    return None
                 await asyncio.sleep(RECOVER_POLL_SECONDS)
             messages = await api.run_messages(thread_id, self.run_id)
             await self.learn_names(messages)
@@ -189,6 +257,21 @@ class Relay:
                 "Lost the connection to the assistant. Reload the page to see whether the "
                 "answer arrived."
             )
+        self.terminal = True
+        return None
+
+    async def rebuild(self) -> None:
+        """A relay taking over: the run so far as the API has it; the log goes on after the
+        last event it holds (chat.tools.recovery reopened it)."""
+        thread_id = self.run_start.thread_id
+        try:
+            steps = await api.run_steps(thread_id, self.run_id)
+            messages = await api.run_messages(thread_id, self.run_id)
+            await self.learn_names(messages)
+            self.view.rebuild(steps, messages)
+        except api.AssistantsError as error:
+            log.warning("Run %s: could not read the run to take it over: %s", self.run_id, error)
+        self.seq = self.base = self.run_start.last_seq
 
     # -- publishing --
 
@@ -196,6 +279,8 @@ class Relay:
         while True:
             await self.wake.wait()
             self.wake.clear()
+            if self.handed_over:
+                return  # the log is the new relay's now
             batch, self.outbox = self.outbox, []
             # Rendered now, with no await since the batch was taken: the snapshot shows exactly
             # the state after this batch, and the outbox's next fragments build on it.

@@ -11,6 +11,7 @@ nothing falls through.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +48,22 @@ def key(run_id: str, part: str | int) -> str:
 
 def open_log(run_id: str, conversation_id: int) -> None:
     cache.set(key(run_id, "meta"), Meta(conversation_id, 0, None), KEEP_SECONDS)
+
+
+def resume_log(run_id: str, conversation_id: int) -> int:
+    """A relay taking the run over from another process goes on with its log: the seq of the
+    log's last event. A log that is gone (one process, restarted) starts again, numbered above
+    anything the lost one reached, so a browser reconnecting with an old Last-Event-ID reads the
+    new log from its first snapshot."""
+    current = meta(run_id)
+    if current is None or current.conversation_id != conversation_id:
+        first = int(time.time() * 1000)
+        cache.set(key(run_id, "meta"), Meta(conversation_id, first, None), KEEP_SECONDS)
+        return first - 1
+    _, entries = read_after(run_id, current.base - 1)
+    last = entries[-1].seq if entries else current.base
+    cache.set(key(run_id, "meta"), Meta(conversation_id, current.base, None), KEEP_SECONDS)
+    return last
 
 
 def meta(run_id: str) -> Meta | None:

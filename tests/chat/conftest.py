@@ -34,6 +34,13 @@ from tests.servers import (
 )
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pdf"
+# Function calling: the tests' Python functions, and their webhook receiver on 127.0.0.1.
+FUNCTIONS_ENV = {
+    "THREADLINE_PYTHON_FUNCTIONS": ",".join(
+        f"tests.chat.python_functions.{name}" for name in ("local_time", "explode", "doze")
+    ),
+    "THREADLINE_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+}
 PASSWORD = "a-long-test-password-42"
 POOL = 150
 # Small, so that the server-side size check runs on small files; the browser test shows the
@@ -83,7 +90,11 @@ def chat_model() -> Iterator[FakeModelServer]:
 
 @pytest.fixture(scope="session")
 def chat_server(chat_model: FakeModelServer) -> Iterator[ChatServer]:
-    env = {**model_env(chat_model), "THREADLINE_CHAT_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
+    env = {
+        **model_env(chat_model),
+        "THREADLINE_CHAT_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+        **FUNCTIONS_ENV,
+    }
     server = start_chat_server(env)
     try:
         ids = shell(server, SETUP.format(password=PASSWORD, pool=POOL))
@@ -172,9 +183,11 @@ class ChatClient:
         *,
         last_event_id: int | None = None,
         stop_after: int | None = None,
+        until: Callable[[Event], bool] | None = None,
         timeout: float = 30,
     ) -> tuple[int, list[Event]]:
-        """Read the stream until its end (or `stop_after` events); (status, events)."""
+        """Read the stream until its end (or `stop_after` events, or one that `until` likes);
+        (status, events)."""
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
@@ -196,6 +209,8 @@ class ChatClient:
                             )
                         )
                         if events[-1].event == "end" or len(events) == stop_after:
+                            break
+                        if until is not None and until(events[-1]):
                             break
                     fields = {}
                     continue

@@ -1,0 +1,67 @@
+"""The function calls of finished runs, for the history a page shows after a reload.
+
+Which runs had calls comes from the records here (one query); what they were and in what order,
+from the runs' steps in the Assistants API. Each message gets the calls its run made before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat import assistants_api as api
+from chat.live.answer import Call, Step, merge_call
+from chat.models import Conversation
+from chat.rendering import MessageView, dom_id
+from chat.tools.cards import card_of
+from chat.tools.models import FunctionCall
+
+
+def attach_calls(
+    conversation: Conversation, messages: list[dict[str, Any]], views: list[MessageView]
+) -> None:
+    """Give each message view (same order as `messages`) the steps with calls before it."""
+    run_ids = {m["run_id"] for m in messages if m.get("run_id")}
+    records = {
+        (call.run_id, call.call_id): call
+        for call in FunctionCall.objects.filter(
+            round__conversation=conversation, run_id__in=run_ids
+        ).select_related("round")
+    }
+    if not records:
+        return
+    view_of = {m["id"]: view for m, view in zip(messages, views, strict=True)}
+    for run_id in sorted({run_id for run_id, _ in records}):
+        pending: list[Step] = []
+        last: MessageView | None = None
+        for step in api.function_steps(conversation.thread_id, run_id):
+            details = step.get("step_details") or {}
+            if details.get("type") == "tool_calls":
+                shown = step_of(conversation, step, details, records)
+                if shown.calls:
+                    pending.append(shown)
+            elif details.get("type") == "message_creation":
+                view = view_of.get((details.get("message_creation") or {}).get("message_id"))
+                if view is not None:
+                    view.steps.extend(pending)
+                    pending, last = [], view
+        if pending and last is not None:
+            last.steps.extend(pending)
+
+
+def step_of(
+    conversation: Conversation,
+    step: dict[str, Any],
+    details: dict[str, Any],
+    records: dict[tuple[str, str], FunctionCall],
+) -> Step:
+    shown = Step(step["id"], f"s-{dom_id(step['id'])}")
+    for data in details.get("tool_calls") or []:
+        if data.get("type") != "function":
+            continue
+        call = Call(kind="function", running=False)
+        merge_call(call, data, append=False)
+        record = records.get((step["run_id"], call.call_id))
+        if record is not None:
+            call.card = card_of(record, conversation.pk, None)
+        shown.calls.append(call)
+    return shown
