@@ -54,7 +54,10 @@ class AssistantProfileAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Tools", {"fields": ["file_search", "code_interpreter", "functions"]}),
+        (
+            "Tools",
+            {"fields": ["file_search", "code_interpreter", "registry_functions", "functions"]},
+        ),
         ("Knowledge", {"fields": ["knowledge_panel", "knowledge_files"]}),
         ("Remote assistant", {"fields": ["metadata", "assistant_id", "sync_status"]}),
     ]

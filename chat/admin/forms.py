@@ -33,7 +33,8 @@ METADATA_PAIRS = 16
 FUNCTIONS_HELP = (
     'A JSON list of functions: [{"name": "get_weather", "description": "…", '
     '"parameters": {"type": "object", "properties": {…}}}]. '
-    "Parameters must be a valid JSON Schema. Empty: no functions."
+    "Parameters must be a valid JSON Schema. Empty: no functions. A function defined here that "
+    "no registry entry runs is answered by the user in the chat."
 )
 
 
@@ -203,6 +204,7 @@ class AssistantProfileForm(forms.ModelForm):
             "response_format",
             "file_search",
             "code_interpreter",
+            "registry_functions",
             "functions",
             "metadata",
             "assistant_id",
@@ -210,8 +212,16 @@ class AssistantProfileForm(forms.ModelForm):
         widgets = {
             "instructions": CountedTextarea(AssistantProfile.INSTRUCTIONS_LIMIT),
             "description": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
+            "registry_functions": forms.CheckboxSelectMultiple,
         }
-        help_texts = {"assistant_id": ASSISTANT_ID_HELP}
+        help_texts = {
+            "assistant_id": ASSISTANT_ID_HELP,
+            "registry_functions": (
+                "Functions from the registry (Chat → Functions) this assistant may call; the "
+                "chat runs them, or asks the user. A definition below with the same name gives "
+                "way to the registry's."
+            ),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
