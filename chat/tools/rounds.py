@@ -269,6 +269,8 @@ class Waiting:
         if run["status"] == "requires_action":
             return None
         await sync_to_async(end)(self.round_pk, self.token)
+        state = await sync_to_async(load)(self.round_pk)
+        await self.show(state.cards(), None)
         return Outcome(run=run)
 
     async def submit(self, state: State) -> Outcome:
