@@ -8,6 +8,7 @@ the Redis channel layer and writes the replay log to the Redis cache; B reads bo
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -24,7 +25,14 @@ from tests.chat.conftest import (
     Scripted,
     text_of,
 )
-from tests.fake_model import FakeModelServer, Hang, Reply
+from tests.chat.functions_setup import (
+    QUIZ,
+    QUIZ_ARGUMENTS,
+    action_url,
+    give_functions,
+    read_until_waiting,
+)
+from tests.fake_model import FakeModelServer, Hang, Reply, ToolCall
 from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer, model_env, sdk, shell
 
 pytestmark = pytest.mark.redis
@@ -310,6 +318,29 @@ asyncio.run(main(300))
 """
 
 
+def test_a_function_call_answered_on_the_other_process_goes_on_in_the_same_answer(
+    pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
+) -> None:
+    give_functions(pair.a, scripted.profile_id, raw=[QUIZ])
+    scripted.script(
+        Reply(tool_calls=[ToolCall("display_quiz", json.dumps(QUIZ_ARGUMENTS))]),
+        Reply("Answered from B, relayed by A."),
+    )
+    sent = on_a.send("Quiz me", assistant=scripted.profile_id)
+    assert sent.events_url
+    # B shows the pending form (the replay log in Redis), and takes the answer; A's relay,
+    # told through Redis, submits it, and the answer goes on in the same stream.
+    events = read_until_waiting(on_b, sent.events_url)
+    assert "sse-connect" in on_b.get(f"/c/{sent.conversation_id}/").text
+    answered = on_b.post(
+        action_url(events[-1].data), {"action": "answer", "q-0": "3/4", "q-1": "Quarters."}
+    )
+    assert "You answered" in text_of(answered.text)
+    _, rest = on_b.events(sent.events_url, last_event_id=events[-1].id)
+    assert rest[-1].event == "end"
+    assert "Answered from B, relayed by A." in rest[-2].data
+
+
 def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) -> None:
     # The settings' Redis channel layer, in a process of its own: a publish per live answer,
     # all at once, each to a reader in one process. redis-py's pool allowed 100 commands in
@@ -379,3 +410,38 @@ def partial_answer(client: Any, thread_id: str) -> str:
         for part in message.content
         if part.type == "text"
     )
+
+
+def test_a_form_pending_when_its_process_died_is_answered_on_the_other(
+    pair: Pair, chat_model: FakeModelServer
+) -> None:
+    # After the process-death test: A is started again, and killed again.
+    if pair.a.process is None or pair.a.process.poll() is not None:
+        pair.a.start()
+    profile_id, model = next(pair.profiles)
+    scripted = Scripted(profile_id, model, chat_model)
+    give_functions(pair.b, scripted.profile_id, raw=[QUIZ])
+    scripted.script(
+        Reply(tool_calls=[ToolCall("display_quiz", json.dumps(QUIZ_ARGUMENTS))]),
+        Reply("B took it over."),
+    )
+    on_a, on_b = ChatClient(pair.a.url), ChatClient(pair.b.url)
+    on_a.login("owner")
+    on_b.http.cookies.update(on_a.http.cookies)
+    try:
+        sent = on_a.send("Quiz me", assistant=scripted.profile_id)
+        assert sent.events_url
+        events = read_until_waiting(on_b, sent.events_url)
+        pair.a.kill()  # the relay waiting for the answer dies
+        answered = on_b.post(
+            action_url(events[-1].data), {"action": "answer", "q-0": "3/4", "q-1": "Quarters."}
+        )
+        assert "You answered" in text_of(answered.text)
+        # B takes the round over once A's lease is stale (THREADLINE_RUN_STALE_SECONDS), and
+        # goes on with the same replay log.
+        _, rest = on_b.events(sent.events_url, last_event_id=events[-1].id, timeout=40)
+        assert rest[-1].event == "end"
+        assert "B took it over." in rest[-2].data
+    finally:
+        on_a.close()
+        on_b.close()
