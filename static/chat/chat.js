@@ -139,6 +139,29 @@
     }
   });
 
+  // A call waiting on the person says how long the assistant still waits (the server decides:
+  // after that, the run expires and the page says so).
+  function minutes(seconds) {
+    const m = Math.floor(seconds / 60);
+    const s = String(seconds % 60).padStart(2, "0");
+    return m + ":" + s;
+  }
+  function countDown() {
+    for (const line of document.querySelectorAll(".expiry[data-expires]")) {
+      const left = Math.round((Date.parse(line.dataset.expires) - Date.now()) / 1000);
+      if (left > 0) {
+        line.textContent = "Time left to answer: " + minutes(left) + ".";
+      } else {
+        line.textContent = "Time is up: the assistant stopped waiting.";
+        line.classList.add("over");
+        line.closest(".tool-call").querySelectorAll("button").forEach((button) => { button.disabled = true; });
+      }
+    }
+  }
+  setInterval(countDown, 1000);
+  document.addEventListener("htmx:afterSettle", countDown);
+  document.addEventListener("htmx:sseMessage", countDown);
+
   // Keep the newest message in view while an answer streams, unless the reader scrolled up.
   let stick = true;
   function scroller() {
