@@ -15,12 +15,14 @@ import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import close_old_connections
 from django.utils.module_loading import autodiscover_modules, import_string
+
+if TYPE_CHECKING:  # the app's ready() imports this module before the auth models are
+    from django.contrib.auth.models import User
 
 Callee = TypeVar("Callee", bound=Callable[..., Any])
 

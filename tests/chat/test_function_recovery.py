@@ -93,7 +93,7 @@ def test_approval_never_given_expires_and_the_thread_takes_a_new_message(
     sent = person.send("Do it", assistant=scripted.profile_id)
     assert sent.events_url
     events = read_until_waiting(person, sent.events_url)
-    status, rest = person.events(sent.events_url, last_event_id=events[-1].id, timeout=30)
+    _, rest = person.events(sent.events_url, last_event_id=events[-1].id, timeout=30)
     assert rest[-1].event == "end"
     assert "No answer came in time" in rest[-2].data
     assert f"{name} got no answer in time" in rest[-2].data
