@@ -42,7 +42,7 @@ class Card:
             Status.ANSWERED: f"You answered ({name})",
             Status.REFUSED: f"{name} was not run",
             Status.INTERRUPTED: f"{name} was interrupted",
-            Status.ENDED: f"{name} got no answer in time",
+            Status.ENDED: f"{name} was not answered",
         }
         return labels.get(self.status, name)
 

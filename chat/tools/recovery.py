@@ -7,9 +7,9 @@ lease to a relay of its own, and in the same transaction every call that was `ru
 run again (a webhook could then act twice). Calls waiting on the person stay answerable, calls
 not started yet run here, and the new relay goes on with the answer's replay log.
 
-Without Redis there is one server process, so a round held by any other process's relay is
-taken over at once (the process restarted). Every process sweeps when it serves its first
-request, then every third of `THREADLINE_RUN_STALE_SECONDS`; the person's answer sweeps too.
+Without Redis one server process serves the chat, so a round held by any other process's relay
+is taken over at once (the process restarted). Every process sweeps when it serves its first
+chat request, then every third of `THREADLINE_RUN_STALE_SECONDS`; the person's answer sweeps too.
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ class SweepingApplication:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         global _sweeper
-        if _sweeper is None and scope.get("type") == "http":
+        # Only a process that serves the chat sweeps: one that only serves the engine's API (the
+        # split layout in the README) must not take over the chat process's calls.
+        chat = scope.get("type") == "http" and not str(scope.get("path", "")).startswith("/v1/")
+        if _sweeper is None and chat:
             async with self.lock:
                 if _sweeper is None:
                     try:
