@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,6 +20,7 @@ from django.utils import timezone
 from chat.tools import python, webhook
 from chat.tools.decide import error_output
 from chat.tools.models import Function, FunctionCall
+from chat.tools.python import CallContext
 
 log = logging.getLogger(__name__)
 Status = FunctionCall.Status
@@ -47,7 +49,7 @@ def finish(call: FunctionCall, output: str, problem: str = "") -> bool:
     return call.move(Status.RUNNING, Status.DONE, output=output, finished_at=timezone.now())
 
 
-def load(call_pk: int) -> tuple[FunctionCall, python.CallContext] | None:
+def load(call_pk: int) -> tuple[FunctionCall, CallContext] | None:
     call = (
         FunctionCall.objects.select_related(
             "function", "user", "round", "round__conversation__assistant"
@@ -58,7 +60,7 @@ def load(call_pk: int) -> tuple[FunctionCall, python.CallContext] | None:
     if call is None or call.function is None:
         return None
     conversation = call.round.conversation
-    context = python.CallContext(
+    context = CallContext(
         user=call.user,
         conversation_id=conversation.pk,
         assistant_name=conversation.assistant.name if conversation.assistant else "",
@@ -101,25 +103,41 @@ async def run(call_pk: int) -> None:
     await sync_to_async(finish)(call, output, problem)
 
 
-async def answer(function: Function, arguments: dict[str, Any], context: python.CallContext) -> Any:
-    if function.kind == Function.Kind.PYTHON:
-        return await python.call(function.name, arguments, context)
-    if function.kind == Function.Kind.WEBHOOK:
-        user = context.user
-        payload = {
-            "function": function.name,
-            "arguments": arguments,
-            "call_id": context.call_id,
-            "run_id": context.run_id,
-            "thread_id": context.thread_id,
-            "user": {"id": user.pk, "username": user.get_username(), "email": user.email},
-        }
-        headers = {str(k): str(v) for k, v in (function.headers or {}).items()}
-        request = webhook.Request(
-            function.url, function.secret, headers, function.timeout_seconds, payload
-        )
-        return await webhook.post(request)
-    raise Failed(f"it is answered by the user, not on the server ({function.kind}).")
+async def run_python(function: Function, arguments: dict[str, Any], context: CallContext) -> Any:
+    return await python.call(function.name, arguments, context)
+
+
+async def run_webhook(function: Function, arguments: dict[str, Any], context: CallContext) -> Any:
+    user = context.user
+    payload = {
+        "function": function.name,
+        "arguments": arguments,
+        "call_id": context.call_id,
+        "run_id": context.run_id,
+        "thread_id": context.thread_id,
+        "user": {"id": user.pk, "username": user.get_username(), "email": user.email},
+    }
+    headers = {str(k): str(v) for k, v in (function.headers or {}).items()}
+    request = webhook.Request(
+        function.url, function.secret, headers, function.timeout_seconds, payload
+    )
+    return await webhook.post(request)
+
+
+Executor = Callable[[Function, dict[str, Any], CallContext], Awaitable[Any]]
+# What runs each kind of server-side function. Another kind (tools of an MCP server, say) is
+# one more entry, with an executor that raises Failed (or returns) like these.
+EXECUTORS: dict[str, Executor] = {
+    Function.Kind.PYTHON: run_python,
+    Function.Kind.WEBHOOK: run_webhook,
+}
+
+
+async def answer(function: Function, arguments: dict[str, Any], context: CallContext) -> Any:
+    executor = EXECUTORS.get(function.kind)
+    if executor is None:
+        raise Failed(f"it is not run on the server ({function.get_kind_display()}).")
+    return await executor(function, arguments, context)
 
 
 def as_text(result: Any) -> str:

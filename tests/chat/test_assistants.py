@@ -7,6 +7,7 @@ import json
 import openai
 
 from tests.chat.conftest import ChatClient, ChatServer, Scripted
+from tests.chat.functions_setup import action_url, read_until_waiting
 from tests.fake_model import Reply, ToolCall
 from tests.servers import ENGINE_KEY, ThreadlineServer, shell
 
@@ -111,11 +112,11 @@ def test_unpublished_assistant_keeps_threads_readable_but_closed(
     assert "after</textarea>" in after.response.text
 
 
-def test_function_calls_show_as_steps_and_end_the_run_cleanly(
+def test_a_remote_assistants_own_function_is_answered_by_the_user(
     owner: ChatClient, scripted: Scripted, chat_server: ChatServer
 ) -> None:
-    """A remote assistant with its own function tool: the chat shows the call, says it cannot
-    run it, and leaves the thread usable."""
+    """A remote assistant with its own function tool, which no registry entry runs: the chat
+    asks the person, and the answer goes on with theirs."""
     weather = {
         "type": "function",
         "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
@@ -134,17 +135,11 @@ def test_function_calls_show_as_steps_and_end_the_run_cleanly(
     )
     sent = owner.send("Weather in Oslo?", assistant=scripted.profile_id)
     assert sent.events_url
-    _, events = owner.events(sent.events_url)
-    final = events[-2].data
-    assert (
-        "Calling get_weather" in " ".join(e.data for e in events) or "Called get_weather" in final
-    )
-    assert "{&quot;city&quot;: &quot;Oslo&quot;}" in final
-    assert "get_weather, which this chat cannot do" in final
-    after = owner.send("And now?", conversation_id=sent.conversation_id)
-    assert after.events_url, after.response.text
-    _, events = owner.events(after.events_url)
-    assert "Back to normal." in events[-2].data
+    events = read_until_waiting(owner, sent.events_url)
+    assert "Oslo" in events[-1].data and "Your answer" in events[-1].data
+    owner.post(action_url(events[-1].data), {"action": "answer", "answer": "Sunny"})
+    _, rest = owner.events(sent.events_url, last_event_id=events[-1].id)
+    assert "Back to normal." in rest[-2].data
     with sdk(chat_server) as client:
         # Mirroring kept the admin's function tool and added file_search.
         tools = [t.type for t in client.beta.assistants.retrieve(remote.id).tools]

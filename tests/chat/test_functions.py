@@ -310,3 +310,39 @@ def test_bad_calls_end_in_a_clear_message_and_a_usable_thread(
     scripted.script(Reply("Still here."))
     more = owner.send("Still there?", conversation_id=sent.conversation_id)
     assert more.events_url and "Still here." in answer_to_end(owner, more.events_url)
+
+
+def test_stop_while_a_form_waits_ends_the_answer_and_the_call(
+    owner: ChatClient, scripted: Scripted, chat_server: ChatServer
+) -> None:
+    give_functions(chat_server.server, scripted.profile_id, raw=[QUIZ])
+    scripted.script(Reply(tool_calls=[ToolCall("display_quiz", json.dumps(QUIZ_ARGUMENTS))]))
+    sent = owner.send("Quiz me", assistant=scripted.profile_id)
+    assert sent.events_url
+    events = read_until_waiting(owner, sent.events_url)
+    assert owner.post(f"/c/{sent.conversation_id}/stop").status_code == 204
+    final = answer_to_end(owner, sent.events_url, after=events[-1].id)
+    assert "Stopped." in final and "display_quiz was not answered" in final
+    late = owner.post(action_url(events[-1].data), {"action": "answer", "q-0": "3/4", "q-1": "x"})
+    assert "stopped waiting" in late.text
+
+
+def test_the_admin_transcript_shows_the_calls_and_their_results(
+    owner: ChatClient, scripted: Scripted, chat_server: ChatServer
+) -> None:
+    give_functions(
+        chat_server.server,
+        scripted.profile_id,
+        registry=[{"name": "local_time", "kind": "python", "approval": False}],
+    )
+    scripted.script(*call_then_reply("local_time", {"city": "Quito"}, "Noon in Quito."))
+    sent = owner.send("Time in Quito?", assistant=scripted.profile_id)
+    assert sent.events_url
+    answer_to_end(owner, sent.events_url)
+    admin = ChatClient(chat_server.url)
+    try:
+        admin.login("admin")
+        page = admin.get(f"/admin/chat/conversation/{sent.conversation_id}/transcript/").text
+    finally:
+        admin.close()
+    assert "Ran local_time" in page and "Quito" in page and "Noon in Quito." in page
