@@ -55,6 +55,7 @@ class WebhookReceiver:
                             "signed": signed,
                             "payload": payload,
                             "headers": dict(self.headers),
+                            "at": time.monotonic(),
                         }
                     )
                 route = self.path.partition("?")[0]

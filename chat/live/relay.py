@@ -298,9 +298,18 @@ class Relay:
         self.seq += 1
         entry = replay.Entry(self.seq, event, data)
         await replay.call(replay.append, self.run_id, [entry])
-        await self.layer.group_send(
-            self.group, {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
-        )
+        message = {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
+        try:
+            await self.layer.group_send(self.group, message)
+        except Exception:
+            # A connection that Redis closed (it restarted) fails one command, then reconnects:
+            # try once more. Past that, readers still get the event: it is in the log, which
+            # they read when the live events go quiet.
+            log.warning("Run %s: publishing event %s failed; trying again", self.run_id, entry.seq)
+            try:
+                await self.layer.group_send(self.group, message)
+            except Exception:
+                log.exception("Run %s: event %s is in the log only", self.run_id, entry.seq)
         return entry
 
     async def publish_snapshot(self, snapshot: str) -> None:
@@ -314,6 +323,10 @@ class Relay:
             await self.check_uploads()
         except Exception:
             log.exception("Run %s: settling the answer failed", self.run_id)
+        try:
+            await sync_to_async(rounds.release)(self.run_id, self.token)
+        except Exception:
+            log.exception("Run %s: releasing its function calls failed", self.run_id)
         try:
             # Before the last events: once a browser has seen the end, a reload must find the
             # thread idle (its page then shows the answer from the API, not a live section).

@@ -171,6 +171,15 @@ def mark_submitted(round_pk: int, token: str) -> None:
     CallRound.objects.filter(pk=round_pk, relay=token).update(status=CallRound.Status.SUBMITTED)
 
 
+def release(run_id: str, token: str) -> None:
+    """The relay is done with the run: a round it still holds open will not be answered (the
+    run ended some other way), and must not look orphaned to the sweeper."""
+    for round_pk in CallRound.objects.filter(
+        run_id=run_id, relay=token, status=CallRound.Status.OPEN
+    ).values_list("pk", flat=True):
+        end(round_pk, token)
+
+
 def end(round_pk: int, token: str) -> None:
     """The run stopped waiting: the calls still open will never be answered."""
     with transaction.atomic():
@@ -280,6 +289,8 @@ class Waiting:
         except api.AssistantsError as error:
             log.warning("Run %s: submitting tool outputs failed: %s", self.where.run_id, error)
             ended = await self.run_ended()
+            if ended is None:
+                await asyncio.sleep(tick_seconds())  # the relay tries again, not at once
             return ended if ended is not None else Outcome()
         await sync_to_async(mark_submitted)(self.round_pk, self.token)
         return Outcome(events=events)

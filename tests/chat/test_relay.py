@@ -135,12 +135,11 @@ def test_snapshot_shows_everything_so_far(view: RunView) -> None:
     assert "so far" in snapshot and "Thinking…" in snapshot  # hidden by CSS once items exist
 
 
-def test_requires_action_says_what_the_chat_cannot_do(view: RunView) -> None:
-    view.unsupported_tools(
-        {
-            "required_action": {
-                "submit_tool_outputs": {"tool_calls": [{"function": {"name": "launch_rocket"}}]}
-            }
-        }
-    )
-    assert "launch_rocket, which this chat cannot do" in view.final()
+def test_a_run_that_expired_waiting_for_answers_says_so(view: RunView) -> None:
+    view.stopped_waiting({"status": "cancelled"})
+    assert view.notice is None  # a Stop says "Stopped." as any run does
+    view.stopped_waiting({"status": "expired"})
+    view.finish()
+    final = view.final()
+    assert "No answer came in time, so the assistant stopped waiting." in final
+    assert "Send a new message to go on." in final and 'role="alert"' in final

@@ -398,7 +398,7 @@ def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
     again = on_b.send("Still there?", conversation_id=sent.conversation_id)
     assert again.events_url
     _, events = on_b.events(again.events_url)
-    assert events[-1].event == "end" and "Here again." in events[-2].data
+    assert events[-1].event == "end" and "Here again." in events[-2].data, events[-2].data
 
 
 def partial_answer(client: Any, thread_id: str) -> str:
