@@ -37,7 +37,7 @@ from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer, model_env
 
 pytestmark = pytest.mark.redis
 
-PROFILES = 10
+PROFILES = 14
 THREAD_OF = """
 import json
 from chat.models import Conversation
