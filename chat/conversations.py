@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,6 +305,14 @@ def run_over(thread_id: str, run_id: str) -> bool:
     return run is None or run["id"] != run_id or run["status"] not in api.ACTIVE_STATUSES
 
 
+class BadCursor(Exception):
+    """A page cursor that names no message of the thread (a hand-made or stale link)."""
+
+
+# What message ids are made of; anything else is not worth asking the API about.
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 @dataclass
 class History:
     messages: list[MessageView]  # oldest first
@@ -316,7 +325,15 @@ def history(
 ) -> History:
     """A page of the thread's messages from the API, without the answer that is streaming now
     (the live stream replays that one whole). Files link to `file_route` (the admin's own)."""
-    page = api.list_messages(conversation.thread_id, older_than=older_than, limit=PAGE_SIZE)
+    if older_than is not None and not CURSOR.fullmatch(older_than):
+        raise BadCursor(older_than)
+    try:
+        page = api.list_messages(conversation.thread_id, older_than=older_than, limit=PAGE_SIZE)
+    except api.AssistantsError as error:
+        # The API refuses a cursor it does not know (400; other servers may say 404).
+        if older_than is not None and error.status in (400, 404):
+            raise BadCursor(older_than) from error
+        raise
     active = conversation.active_run_id
     messages = [m for m in page.messages if not (active and m.get("run_id") == active)]
     names = dict(conversation.uploads.values_list("file_id", "name"))
