@@ -152,17 +152,23 @@ def launch_streaming(run: Run, *, resume: bool = False) -> events.Subscription:
 
 
 def cancel(run: Run) -> Run:
+    """Cancel the run, or refuse (400) if it has ended. Each step is conditional on the status in
+    the database, not on the one read before: tool outputs submitted at the same moment move the
+    run from requires_action to queued, and the cancel then stops it as queued."""
     now = timezone.now()
-    if run.status == Run.Status.REQUIRES_ACTION:
-        if run.transition(
-            Run.Status.REQUIRES_ACTION, Run.Status.CANCELLED, cancelled_at=now, required_action=None
-        ):
-            run.end_open_parts(Run.Status.CANCELLED, now)
-    elif run.status in Run.UNDER_WAY:
-        run.transition(Run.UNDER_WAY, Run.Status.CANCELLING)
+    if run.transition(
+        Run.Status.REQUIRES_ACTION, Run.Status.CANCELLED, cancelled_at=now, required_action=None
+    ):
+        run.end_open_parts(Run.Status.CANCELLED, now)
+    elif run.transition(Run.UNDER_WAY, Run.Status.CANCELLING):
         worker.cancel(run.id)
-    elif run.status != Run.Status.CANCELLING:
-        raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
+    else:
+        run.refresh_from_db()
+        if run.status == Run.Status.REQUIRES_ACTION:
+            # Parked again between the two updates (a new tool call): cancel it there.
+            return cancel(run)
+        if run.status != Run.Status.CANCELLING:
+            raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
     run.refresh_from_db()
     return run
 
