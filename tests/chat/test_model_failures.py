@@ -1,0 +1,34 @@
+"""What a person is told when the assistant's model API fails, and what the admin sees."""
+
+from __future__ import annotations
+
+from tests.chat.conftest import ChatClient, ChatServer, Scripted
+from tests.fake_model import Fail
+
+QUOTA = "You exceeded your current quota, please check your plan and billing details."
+
+
+def test_an_exhausted_quota_tells_people_the_account_is_out_of_credit(
+    owner: ChatClient, scripted: Scripted, chat_server: ChatServer
+) -> None:
+    scripted.script(Fail(429, message=QUOTA, code="insufficient_quota"))
+    sent = owner.send("Hello?", assistant=scripted.profile_id)
+    assert sent.events_url and sent.conversation_id
+    _, events = owner.events(sent.events_url)
+    final = events[-2].data
+    assert "model account is out of credit" in final
+    assert QUOTA not in final and "rate-limit" not in final and "a minute" not in final
+    page = owner.get(f"/c/{sent.conversation_id}/").text  # after a reload too
+    assert "model account is out of credit" in page and QUOTA not in page
+
+    # The admin reads the provider's own words beside the run.
+    admin = ChatClient(chat_server.url)
+    try:
+        admin.login("admin")
+        html = admin.get(f"/admin/chat/conversation/{sent.conversation_id}/change/").text
+        assert QUOTA in html and "insufficient_quota" in html
+    finally:
+        admin.close()
+    # Asked once: trying again cannot help.
+    asked = [r for r in scripted.model_server.requests if r["body"]["model"] == scripted.model]
+    assert len(asked) == 1
