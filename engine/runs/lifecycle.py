@@ -217,3 +217,11 @@ def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
 
 # This process's run worker; its tick settles what other processes lost and keeps ours alive.
 worker = Worker(on_tick=settle_lost_work, heartbeat=heartbeat)
+
+
+def start_upkeep() -> None:
+    """Start the worker loop and the ingestion pool now, when a server process starts: their
+    tickers settle the runs and resume the files a dead process left, which must not wait for
+    this process's first run or upload."""
+    worker.loop()
+    ingest.start()

@@ -32,7 +32,8 @@ def db(function: Callable[Params, Result]) -> Callable[Params, Awaitable[Result]
 
 
 class Worker:
-    """Started on first use; one per process (the run lifecycle's `worker`)."""
+    """One per process (the run lifecycle's `worker`), started with the server process
+    (`lifecycle.start_upkeep`), or on first use where no server runs (management commands)."""
 
     def __init__(
         self, *, on_tick: Callable[[], None], heartbeat: Callable[[list[str]], list[str]]
