@@ -342,14 +342,16 @@ def history(
         names |= api.file_names(missing)
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
     history = History(views, page.older)
-    if older_than is None and not active and views and views[-1].role == "user":
-        history.last_run = unanswered(conversation)
+    last = views[-1] if views else None
+    if older_than is None and not active and last and (last.role == "user" or last.incomplete):
+        history.last_run = unanswered(conversation, answered=last.role != "user")
     return history
 
 
-def unanswered(conversation: Conversation) -> RunView | None:
-    """Why the last message has no answer (the run failed, say), with a Retry, if it ended so."""
+def unanswered(conversation: Conversation, *, answered: bool) -> RunView | None:
+    """Why the last message has no answer, or only part of one (the run failed, say), as the
+    live page said it, if its run ended so."""
     run = api.last_run(conversation.thread_id)
     if run is None or run["status"] in api.ACTIVE_STATUSES or run["status"] == "completed":
         return None
-    return RunView.ended(conversation.pk, run)
+    return RunView.ended(conversation.pk, run, answered=answered)

@@ -158,13 +158,14 @@ class RunView:
         return view
 
     @classmethod
-    def ended(cls, conversation_id: int, run: dict[str, Any]) -> RunView:
-        """A run that ended without an answer (it failed, say), from the API's run object: why,
-        and a Retry."""
+    def ended(cls, conversation_id: int, run: dict[str, Any], *, answered: bool) -> RunView:
+        """A run that ended without a whole answer (it failed, say), from the API's run object:
+        the notice the live page showed, and a Retry wherever it had one or there is no answer
+        at all (`answered`: part of one was written)."""
         view = cls(conversation_id, run["id"])
         view.live = False
         view.run_changed(f"thread.run.{run['status']}", run)
-        if view.notice is not None:
+        if view.notice is not None and not answered:
             view.notice.retry = True
         return view
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.chat.conftest import ChatClient, ChatServer, Scripted
-from tests.fake_model import Fail
+from tests.fake_model import Cut, Fail
 
 QUOTA = "You exceeded your current quota, please check your plan and billing details."
 
@@ -32,3 +32,20 @@ def test_an_exhausted_quota_tells_people_the_account_is_out_of_credit(
     # Asked once: trying again cannot help.
     asked = [r for r in scripted.model_server.requests if r["body"]["model"] == scripted.model]
     assert len(asked) == 1
+
+
+def test_an_answer_that_failed_mid_way_says_why_after_a_reload_too(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    scripted.script(Cut(after_tokens=3, text="one two three four five"))
+    sent = owner.send("Count for me", assistant=scripted.profile_id)
+    assert sent.events_url and sent.conversation_id
+    _, events = owner.events(sent.events_url)
+    live = events[-2].data
+    assert "one two three" in live and "The answer failed" in live and "broke off" in live
+    assert ">Retry</button>" in live
+
+    page = owner.get(f"/c/{sent.conversation_id}/").text
+    assert "one two three" in page and "The answer stopped here." in page
+    assert "The answer failed" in page and "broke off" in page
+    assert ">Retry</button>" in page
