@@ -30,6 +30,19 @@ from chat.uploads import CheckedFile
 log = logging.getLogger(__name__)
 
 BUSY = "The assistant is still answering. Wait until it has finished, or press Stop."
+
+
+def busy_unseen() -> str:
+    """Busy with a run this chat is not relaying (its process died): there is no Stop to press.
+    The embedded engine ends such a run THREADLINE_RUN_STALE_SECONDS after its worker last
+    reported; another Assistants server, about as soon, one hopes."""
+    return (
+        "This thread is still busy with an earlier answer that was interrupted (the server "
+        "restarted, say) and is being closed. It is free again within "
+        f"{settings.RUN_STALE_SECONDS} seconds; send then."
+    )
+
+
 GONE = "This conversation's assistant is no longer available. Start a new chat to go on."
 PAGE_SIZE = 20
 
@@ -83,7 +96,7 @@ async def send(
             started = await api.start_run(thread_id, assistant_id, text)
         except api.AssistantsError as error:
             busy = thread_id is not None and await is_busy(thread_id)
-            raise Refused(BUSY if busy else str(error)) from error
+            raise Refused(busy_unseen() if busy else str(error)) from error
         message = {
             "id": f"sent-{started.run_id}",
             "role": "user",
@@ -123,7 +136,7 @@ async def send_with_files(
                 file_ids=uploaded,
             )
         raise Refused(
-            BUSY if busy and isinstance(error, api.AssistantsError) else str(error)
+            busy_unseen() if busy and isinstance(error, api.AssistantsError) else str(error)
         ) from error
     return started, message, dict(zip(uploaded, files, strict=True))
 
@@ -154,7 +167,7 @@ async def retry(user: User, conversation: Conversation) -> Sent:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:
         busy = await is_busy(conversation.thread_id)
-        raise Refused(BUSY if busy else str(error)) from error
+        raise Refused(busy_unseen() if busy else str(error)) from error
     await sync_to_async(conversation.start_run)(started.run_id)
     launch(conversation, assistant_id, started, {})
     return Sent(conversation, started.run_id, None)
