@@ -373,8 +373,13 @@ async def file_response(found: uploads.Downloadable, file_id: str) -> HttpRespon
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     if inline_type != uploads.PDF:
-        # Browsers' PDF viewers refuse sandboxed documents; everything else gets the sandbox.
+        # Browsers' PDF viewers refuse sandboxed documents; everything else gets the sandbox,
+        # which the page policy (config/settings.py) leaves in place.
         response["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'"
+    else:
+        # Nor do they work under the page policy (no plugins): the PDF viewer runs apart from
+        # the page, and a PDF cannot script this site. What django-csp's csp_exempt() sets.
+        response._csp_exempt = True  # type: ignore[attr-defined]
     return response
 
 
