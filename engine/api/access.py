@@ -38,6 +38,11 @@ def authenticate(request: HttpRequest) -> Project:
 def project_for_key(key: str) -> Project | None:
     for allowed in settings.THREADLINE_API_KEYS:
         if hmac.compare_digest(allowed.encode(), key.encode()):
+            # The chat's own key, if it is one of these, opens the chat's project; the others
+            # are scripts', which see none of the chat's people's threads and files.
+            chat_key = settings.ASSISTANTS_KEY
+            if chat_key and hmac.compare_digest(chat_key.encode(), key.encode()):
+                return Project.chat()
             return Project.default()
     api_key = (
         ApiKey.objects.select_related("project")
