@@ -282,15 +282,24 @@ def rename(conversation: Conversation, title: str) -> None:
 
 async def delete(conversation: Conversation) -> None:
     """Delete the remote thread, then the conversation: if the API fails, nothing is lost."""
+    await usable(remove_remote(conversation))
+    await conversation.adelete()
+
+
+async def remove_remote(conversation: Conversation) -> None:
+    """What the conversation has on the Assistants API: its answer in progress is stopped, its
+    thread (with the store of its attachments) and the files people attached are deleted.
+    AssistantsError if the thread cannot be deleted; files that cannot are logged."""
     if conversation.active_run_id:
         with contextlib.suppress(api.AssistantsError):
             await api.cancel_run(conversation.thread_id, conversation.active_run_id)
-    await usable(api.delete_thread(conversation.thread_id))
+    await api.delete_thread(conversation.thread_id)
     file_ids = [u.file_id async for u in Upload.objects.filter(conversation=conversation)]
     for file_id in file_ids:
-        with contextlib.suppress(api.AssistantsError):
+        try:
             await api.delete_file(file_id)
-    await conversation.adelete()
+        except api.AssistantsError:
+            log.warning("Could not delete file %s of conversation %s", file_id, conversation.pk)
 
 
 # --- Reading --------------------------------------------------------------------------------------
