@@ -61,6 +61,8 @@ def explain(error: openai.OpenAIError) -> AssistantsError:
     if isinstance(error, openai.NotFoundError):
         return NotFound(api_message(error), status=404)
     if isinstance(error, openai.APIStatusError):
+        if error.status_code == 507:  # out of space: the API says what that means here
+            return AssistantsError(api_message(error), status=507)
         if error.status_code >= 500:
             return Unreachable(UNREACHABLE, status=error.status_code)
         return AssistantsError(api_message(error), status=error.status_code)

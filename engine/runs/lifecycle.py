@@ -39,21 +39,28 @@ def settle_lost_runs(thread: Thread | None = None) -> None:
     now = timezone.now()
     runs = Run.objects.all() if thread is None else Run.objects.filter(thread=thread)
     stale = now - timedelta(seconds=settings.RUN_STALE_SECONDS)
-    for run in runs.filter(status__in=Run.UNDER_WAY, heartbeat_at__lt=stale):
-        if run.transition(
-            run.status,
-            Run.Status.FAILED,
-            failed_at=now,
-            last_error=LOST_RUN_ERROR,
-            required_action=None,
-        ):
-            run.end_open_parts(Run.Status.FAILED, now)
+    # Not lost while this process executes them, whatever their heartbeat says (it may not have
+    # been written: a full disk).
+    lost = runs.filter(status__in=Run.UNDER_WAY, heartbeat_at__lt=stale)
+    # Each in one transaction with what it left open: an ended run leaves no answer in progress.
+    for run in lost.exclude(pk__in=worker.executing()):
+        with transaction.atomic():
+            if run.transition(
+                run.status,
+                Run.Status.FAILED,
+                failed_at=now,
+                last_error=LOST_RUN_ERROR,
+                required_action=None,
+            ):
+                run.end_open_parts(Run.Status.FAILED, now)
     for run in runs.filter(status=Run.Status.CANCELLING, heartbeat_at__lt=stale):
-        if run.transition(Run.Status.CANCELLING, Run.Status.CANCELLED, cancelled_at=now):
-            run.end_open_parts(Run.Status.CANCELLED, now)
+        with transaction.atomic():
+            if run.transition(Run.Status.CANCELLING, Run.Status.CANCELLED, cancelled_at=now):
+                run.end_open_parts(Run.Status.CANCELLED, now)
     for run in runs.filter(status__in=Run.ACTIVE, expires_at__lt=now):
-        if run.transition(run.status, Run.Status.EXPIRED, required_action=None):
-            run.end_open_parts(Run.Status.EXPIRED, now)
+        with transaction.atomic():
+            if run.transition(run.status, Run.Status.EXPIRED, required_action=None):
+                run.end_open_parts(Run.Status.EXPIRED, now)
 
 
 def settle_lost_work() -> None:
