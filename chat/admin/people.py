@@ -44,7 +44,8 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class PersonAdmin(UserAdmin):
+# Generic in django-stubs, not at run time.
+class PersonAdmin(UserAdmin):  # type: ignore[type-arg]
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         # Conversations go with their person, whose delete takes care of their remote threads;
