@@ -213,9 +213,20 @@ class Relay:
         self.seq += 1
         entry = replay.Entry(self.seq, event, data)
         await replay.call(replay.append, self.run_id, [entry])
-        await self.layer.group_send(
-            self.group, {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
-        )
+        message = {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
+        try:
+            await self.layer.group_send(self.group, message)
+        except Exception as error:
+            # After Redis restarted, the first command on a pooled connection finds it dead;
+            # the next one opens a new connection. The event is in the log either way: a
+            # reader that misses it live finds it there within a heartbeat.
+            log.warning(
+                "Publishing run %s's event %d failed (%s); again", self.run_id, self.seq, error
+            )
+            try:
+                await self.layer.group_send(self.group, message)
+            except Exception:
+                log.exception("Publishing run %s's event %d failed", self.run_id, self.seq)
         return entry
 
     async def publish_snapshot(self, snapshot: str) -> None:

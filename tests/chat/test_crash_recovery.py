@@ -13,7 +13,7 @@ from tests.fake_model import FakeModelServer, Reply
 from tests.servers import ThreadlineServer, model_env, shell, start_chat_server
 
 # Long enough to outlast a restart here (several seconds on a busy machine).
-STALE_SECONDS = 20
+STALE_SECONDS = 30
 SETUP = f"""
 import json
 from django.contrib.auth.models import User
