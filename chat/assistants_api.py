@@ -62,6 +62,8 @@ def explain(error: openai.OpenAIError) -> AssistantsError:
     if isinstance(error, openai.NotFoundError):
         return NotFound(api_message(error), status=404)
     if isinstance(error, openai.APIStatusError):
+        if error.status_code == 507:  # out of space: the API says what that means here
+            return AssistantsError(api_message(error), status=507)
         if error.status_code >= 500:
             return Unreachable(UNREACHABLE, status=error.status_code)
         return AssistantsError(api_message(error), status=error.status_code)
@@ -254,8 +256,23 @@ async def create_thread() -> str:
 
 @translated
 async def delete_thread(thread_id: str) -> None:
-    with contextlib.suppress(openai.NotFoundError):  # already gone: that is what was asked
-        await async_client().beta.threads.delete(thread_id)
+    """Delete the thread, and the vector stores of its own (what its attachments went into)."""
+    client = async_client()
+    try:
+        thread = await client.beta.threads.retrieve(thread_id)
+    except openai.NotFoundError:
+        return  # already gone: that is what was asked
+    resources = thread.tool_resources
+    store_ids = (
+        resources.file_search.vector_store_ids or []
+        if resources is not None and resources.file_search is not None
+        else []
+    )
+    with contextlib.suppress(openai.NotFoundError):
+        await client.beta.threads.delete(thread_id)
+    for store_id in store_ids:
+        with contextlib.suppress(openai.NotFoundError):
+            await client.vector_stores.delete(store_id)
 
 
 @translated

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,19 @@ from chat.uploads import CheckedFile
 log = logging.getLogger(__name__)
 
 BUSY = "The assistant is still answering. Wait until it has finished, or press Stop."
+
+
+def busy_unseen() -> str:
+    """Busy with a run this chat is not relaying (its process died): there is no Stop to press.
+    The embedded engine ends such a run THREADLINE_RUN_STALE_SECONDS after its worker last
+    reported; another Assistants server, about as soon, one hopes."""
+    return (
+        "This thread is still busy with an earlier answer that was interrupted (the server "
+        "restarted, say) and is being closed. It is free again within "
+        f"{settings.RUN_STALE_SECONDS} seconds; send then."
+    )
+
+
 GONE = "This conversation's assistant is no longer available. Start a new chat to go on."
 PAGE_SIZE = 20
 
@@ -84,7 +98,7 @@ async def send(
             started = await api.start_run(thread_id, assistant_id, text)
         except api.AssistantsError as error:
             busy = thread_id is not None and await is_busy(thread_id)
-            raise Refused(BUSY if busy else str(error)) from error
+            raise Refused(busy_unseen() if busy else str(error)) from error
         message = {
             "id": f"sent-{started.run_id}",
             "role": "user",
@@ -124,7 +138,7 @@ async def send_with_files(
                 file_ids=uploaded,
             )
         raise Refused(
-            BUSY if busy and isinstance(error, api.AssistantsError) else str(error)
+            busy_unseen() if busy and isinstance(error, api.AssistantsError) else str(error)
         ) from error
     return started, message, dict(zip(uploaded, files, strict=True))
 
@@ -155,7 +169,7 @@ async def retry(user: User, conversation: Conversation) -> Sent:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:
         busy = await is_busy(conversation.thread_id)
-        raise Refused(BUSY if busy else str(error)) from error
+        raise Refused(busy_unseen() if busy else str(error)) from error
     await sync_to_async(conversation.start_run)(started.run_id)
     launch(conversation, assistant_id, started, {})
     return Sent(conversation, started.run_id, None)
@@ -272,15 +286,24 @@ def rename(conversation: Conversation, title: str) -> None:
 
 async def delete(conversation: Conversation) -> None:
     """Delete the remote thread, then the conversation: if the API fails, nothing is lost."""
+    await usable(remove_remote(conversation))
+    await conversation.adelete()
+
+
+async def remove_remote(conversation: Conversation) -> None:
+    """What the conversation has on the Assistants API: its answer in progress is stopped, its
+    thread (with the store of its attachments) and the files people attached are deleted.
+    AssistantsError if the thread cannot be deleted; files that cannot are logged."""
     if conversation.active_run_id:
         with contextlib.suppress(api.AssistantsError):
             await api.cancel_run(conversation.thread_id, conversation.active_run_id)
-    await usable(api.delete_thread(conversation.thread_id))
+    await api.delete_thread(conversation.thread_id)
     file_ids = [u.file_id async for u in Upload.objects.filter(conversation=conversation)]
     for file_id in file_ids:
-        with contextlib.suppress(api.AssistantsError):
+        try:
             await api.delete_file(file_id)
-    await conversation.adelete()
+        except api.AssistantsError:
+            log.warning("Could not delete file %s of conversation %s", file_id, conversation.pk)
 
 
 # --- Reading --------------------------------------------------------------------------------------
@@ -308,6 +331,14 @@ def run_over(thread_id: str, run_id: str) -> bool:
     return run is None or run["id"] != run_id or run["status"] not in api.ACTIVE_STATUSES
 
 
+class BadCursor(Exception):
+    """A page cursor that names no message of the thread (a hand-made or stale link)."""
+
+
+# What message ids are made of; anything else is not worth asking the API about.
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 @dataclass
 class History:
     messages: list[MessageView]  # oldest first
@@ -320,7 +351,15 @@ def history(
 ) -> History:
     """A page of the thread's messages from the API, without the answer that is streaming now
     (the live stream replays that one whole). Files link to `file_route` (the admin's own)."""
-    page = api.list_messages(conversation.thread_id, older_than=older_than, limit=PAGE_SIZE)
+    if older_than is not None and not CURSOR.fullmatch(older_than):
+        raise BadCursor(older_than)
+    try:
+        page = api.list_messages(conversation.thread_id, older_than=older_than, limit=PAGE_SIZE)
+    except api.AssistantsError as error:
+        # The API refuses a cursor it does not know (400; other servers may say 404).
+        if older_than is not None and error.status in (400, 404):
+            raise BadCursor(older_than) from error
+        raise
     active = conversation.active_run_id
     messages = [m for m in page.messages if not (active and m.get("run_id") == active)]
     names = dict(conversation.uploads.values_list("file_id", "name"))
@@ -330,14 +369,16 @@ def history(
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
     attach_calls(conversation, list(reversed(messages)), views)
     history = History(views, page.older)
-    if older_than is None and not active and views and views[-1].role == "user":
-        history.last_run = unanswered(conversation)
+    last = views[-1] if views else None
+    if older_than is None and not active and last and (last.role == "user" or last.incomplete):
+        history.last_run = unanswered(conversation, answered=last.role != "user")
     return history
 
 
-def unanswered(conversation: Conversation) -> RunView | None:
-    """Why the last message has no answer (the run failed, say), with a Retry, if it ended so."""
+def unanswered(conversation: Conversation, *, answered: bool) -> RunView | None:
+    """Why the last message has no answer, or only part of one (the run failed, say), as the
+    live page said it, if its run ended so."""
     run = api.last_run(conversation.thread_id)
     if run is None or run["status"] in api.ACTIVE_STATUSES or run["status"] == "completed":
         return None
-    return RunView.ended(conversation.pk, run)
+    return RunView.ended(conversation.pk, run, answered=answered)

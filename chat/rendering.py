@@ -28,10 +28,13 @@ ALLOWED_ATTRIBUTES = {
     "img": {"src", "alt", "title"},
     "code": {"class"},
     "ol": {"start"},
-    "th": {"style"},
-    "td": {"style"},
+    "th": {"class"},
+    "td": {"class"},
 }
 CODE_CLASS = re.compile(r"language-[\w+#.-]{1,40}")
+# A table column's alignment, as a class: the page's Content-Security-Policy refuses style
+# attributes (static/chat/chat.css styles these).
+ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
 # Citations are swapped for these before markdown and back after sanitising; the model's text
 # cannot forge one, since any such characters in it are dropped first.
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
@@ -50,6 +53,8 @@ def keep_attribute(tag: str, attribute: str, value: str) -> str | None:
         return value if own_url(value) else None
     if tag == "code" and attribute == "class":
         return value if CODE_CLASS.fullmatch(value) else None
+    if tag in ("th", "td") and attribute == "class":
+        return value if value in ALIGN_CLASSES else None
     return value
 
 
@@ -59,7 +64,6 @@ CLEANER = nh3.Cleaner(
     attribute_filter=keep_attribute,
     url_schemes={"http", "https", "mailto"},
     link_rel="noopener noreferrer nofollow",
-    filter_style_properties={"text-align"},
 )
 
 
@@ -73,9 +77,18 @@ def foreign_image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: A
     return f'<a href="{html.escape(src)}">{html.escape(alt)}</a>'
 
 
+def alignment_as_class(state: Any) -> None:
+    """Table cells say their alignment with a class, not the style attribute markdown-it gives."""
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and token.attrs.get("style"):
+            side = str(token.attrs.pop("style")).removeprefix("text-align:")
+            token.attrSet("class", f"align-{side}")
+
+
 MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 MARKDOWN.enable(["table", "strikethrough"])
 MARKDOWN.add_render_rule("image", foreign_image_as_link)
+MARKDOWN.core.ruler.push("alignment_as_class", alignment_as_class)
 
 
 def markdown_html(text: str) -> SafeString:

@@ -130,12 +130,29 @@ def conversation_page(request: SignedInRequest, conversation_id: int) -> HttpRes
     older_than = request.GET.get("older") or None
     try:
         history = conversations.history(conversation, older_than)
+    except conversations.BadCursor:
+        # A hand-made or stale link: say so, over the latest messages.
+        return older_refused(request, conversation)
     except api.AssistantsError as error:
         context = page_context(request, conversation, history=None, history_error=str(error))
         return render(request, PAGE, context, status=503)
     if request.htmx and older_than:
         return render(request, f"{PAGE}#older", {"conversation": conversation, "history": history})
     return render(request, PAGE, page_context(request, conversation, history=history))
+
+
+def older_refused(request: SignedInRequest, conversation: Conversation) -> HttpResponse:
+    error = "That link to older messages does not point into this thread."
+    if request.htmx:
+        return HttpResponse(error, status=400, content_type="text/plain; charset=utf-8")
+    try:
+        history = conversations.history(conversation)
+    except api.AssistantsError as history_error:
+        context = page_context(request, conversation, history_error=str(history_error))
+    else:
+        context = page_context(request, conversation, history=history)
+    context["errors"] = [error]
+    return render(request, PAGE, context, status=400)
 
 
 @login_required
@@ -381,8 +398,13 @@ async def file_response(found: uploads.Downloadable, file_id: str) -> HttpRespon
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     if inline_type != uploads.PDF:
-        # Browsers' PDF viewers refuse sandboxed documents; everything else gets the sandbox.
+        # Browsers' PDF viewers refuse sandboxed documents; everything else gets the sandbox,
+        # which the page policy (config/settings.py) leaves in place.
         response["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src 'self'"
+    else:
+        # Nor do they work under the page policy (no plugins): the PDF viewer runs apart from
+        # the page, and a PDF cannot script this site. What django-csp's csp_exempt() sets.
+        response._csp_exempt = True  # type: ignore[attr-defined]
     return response
 
 

@@ -12,8 +12,10 @@ leave_bodies_to_django()
 django_application = get_asgi_application()
 
 from config.startup import require_redis  # noqa: E402
+from engine.runs.lifecycle import start_upkeep  # noqa: E402
 
 require_redis()
+start_upkeep()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -32,7 +32,11 @@ class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # Scripts' project: THREADLINE_API_KEYS, and keys made without naming a project.
     DEFAULT_NAME = "default"
+    # The chat frontend's own: its people's threads and files, its assistants. No other key
+    # sees them unless an admin makes one for this project.
+    CHAT_NAME = "chat"
 
     def __str__(self) -> str:
         return self.name
@@ -43,11 +47,17 @@ class Project(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
-    def default(cls) -> Project:
-        project, _ = cls.objects.get_or_create(
-            name=cls.DEFAULT_NAME, defaults={"id": new_id("proj_")}
-        )
+    def named(cls, name: str) -> Project:
+        project, _ = cls.objects.get_or_create(name=name, defaults={"id": new_id("proj_")})
         return project
+
+    @classmethod
+    def default(cls) -> Project:
+        return cls.named(cls.DEFAULT_NAME)
+
+    @classmethod
+    def chat(cls) -> Project:
+        return cls.named(cls.CHAT_NAME)
 
 
 class ApiKey(models.Model):

@@ -1,5 +1,6 @@
 """Django admin for the chat: assistants with their knowledge, the function registry and its
-calls, and people's threads (read-only)."""
+calls, people's threads (read-only), and people themselves (whose delete removes their threads
+on the Assistants API too)."""
 
 # Django's autodiscovery imports this package: importing the admin modules registers them.
-from chat.admin import assistants, functions, threads  # noqa: F401
+from chat.admin import assistants, functions, people, threads  # noqa: F401

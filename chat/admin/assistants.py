@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from chat import assistants_api as api
 from chat.admin import assistant_sync
-from chat.admin.forms import AssistantProfileForm, SuggestingInput
+from chat.admin.forms import ASSISTANT_ID, AssistantProfileForm, LookedUp, SuggestingInput
 from chat.middleware import too_large_uploads
 from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import human_size
@@ -29,6 +29,29 @@ from chat.uploads import human_size
 FIELDS = "admin/chat/assistantprofile/fields.html"
 MODEL_NAMES_KEY = "chat:admin:model-names"
 MODEL_NAMES_SECONDS = 60
+# What one admin request learnt from the API before its transaction, kept on the request.
+MODEL_NAMES_ATTRIBUTE = "_threadline_model_names"
+LOOKUPS_ATTRIBUTE = "_threadline_lookups"
+
+
+def remembered_lookups(request: HttpRequest) -> dict[str, LookedUp]:
+    lookups: dict[str, LookedUp] | None = getattr(request, LOOKUPS_ATTRIBUTE, None)
+    if lookups is None:
+        lookups = {}
+        setattr(request, LOOKUPS_ATTRIBUTE, lookups)
+    return lookups
+
+
+def lookup_ahead(assistant_id: str | None) -> LookedUp:
+    """The remote assistant a new profile names, asked before the save's transaction; the form
+    checks the answer (AssistantProfileForm.clean_assistant_id)."""
+    value = (assistant_id or "").strip()
+    if not value or not ASSISTANT_ID.match(value):
+        return LookedUp(value, None, None)
+    try:
+        return LookedUp(value, assistant_sync.remote(value), None)
+    except api.AssistantsError as error:
+        return LookedUp(value, None, error)
 
 
 @admin.register(AssistantProfile)
@@ -66,12 +89,34 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         js = ["chat/admin.js"]
         css = {"all": ["chat/admin.css"]}
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Django saves inside a transaction, which on SQLite holds the database's write lock
+        # until the page is answered; the embedded engine, writing to the same database, would
+        # wait for it. So what the page needs from the API is asked first (and nothing is asked
+        # in there: the knowledge panel shows the states it has, the save syncs once committed).
+        if request.method == "POST":
+            self.model_names(request)
+            if object_id is None:
+                remembered_lookups(request)[""] = lookup_ahead(request.POST.get("assistant_id"))
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
-        # The files the upload handler skipped (chat.middleware) are reported at their field.
-        return type(form.__name__, (form,), {"too_large": too_large_uploads(request)})
+        extra = {
+            # The files the upload handler skipped (chat.middleware) are reported at their field.
+            "too_large": too_large_uploads(request),
+            # The remote assistant a new profile takes over, looked up before the transaction.
+            "looked_up": remembered_lookups(request).get(""),
+        }
+        return type(form.__name__, (form,), extra)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Sync fills the remote id in; once a profile exists, another id would orphan the
@@ -86,14 +131,18 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def model_names(self, request: HttpRequest) -> list[str]:
         """The API's models, remembered for a minute (none while the API is away), so a slow
-        API slows one admin page a minute, not every one."""
-        names = cache.get(MODEL_NAMES_KEY)
+        API slows one admin page a minute, not every one; and for the whole request, so a save
+        asks before its transaction, never inside it."""
+        names: list[str] | None = getattr(request, MODEL_NAMES_ATTRIBUTE, None)
+        if names is None:
+            names = cache.get(MODEL_NAMES_KEY)
         if names is None:
             try:
                 names = api.model_names()
             except api.AssistantsError:
                 names = []
             cache.set(MODEL_NAMES_KEY, names, MODEL_NAMES_SECONDS)
+        setattr(request, MODEL_NAMES_ATTRIBUTE, names)
         return names
 
     # --- List columns and read-only fields --------------------------------------------------------
@@ -110,8 +159,10 @@ class AssistantProfileAdmin(admin.ModelAdmin):
     def knowledge_panel(self, profile: AssistantProfile) -> str:
         if profile.pk is None:
             return "Add files below: they go in when the assistant is saved."
-        # Inside the admin's transaction: read the news, write nothing (the poll, outside it,
-        # records them).
+        if transaction.get_connection().in_atomic_block:
+            # A save's form shown again: no API call inside its transaction (changeform_view);
+            # the states known here, which the page's poll soon refreshes.
+            return knowledge_panel(profile, list(profile.knowledge.all()))
         return knowledge_panel(profile, assistant_sync.refresh(profile, save=False))
 
     # --- Saving: locally first, then to the API ---------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django import forms
@@ -177,8 +178,19 @@ def check_metadata(value: Any) -> dict[str, str]:
     return value
 
 
+@dataclass(frozen=True)
+class LookedUp:
+    """A remote assistant looked up by id ahead of time: found, or the API's error."""
+
+    assistant_id: str
+    found: assistant_sync.Remote | None
+    error: api.AssistantsError | None
+
+
 class AssistantProfileForm(forms.ModelForm):
     too_large: list[str] = []  # set per request by the admin: files skipped as too large
+    # Set per request by the admin: the remote assistant named, asked before its transaction.
+    looked_up: LookedUp | None = None
     functions = JSONText(required=False, label="Function definitions", help_text=FUNCTIONS_HELP)
     metadata = JSONText(
         required=False,
@@ -251,7 +263,7 @@ class AssistantProfileForm(forms.ModelForm):
         if taken is not None:
             raise forms.ValidationError(f"“{taken}” already mirrors {value}; edit that one.")
         try:
-            self.mirrored = assistant_sync.remote(value)
+            self.mirrored = self.remote(value)
         except api.NotFound:
             raise forms.ValidationError(
                 f"The Assistants API has no assistant {value}. Check the id, or leave it "
@@ -263,6 +275,15 @@ class AssistantProfileForm(forms.ModelForm):
                 "create a new assistant."
             ) from None
         return value
+
+    def remote(self, assistant_id: str) -> assistant_sync.Remote:
+        looked_up = self.looked_up
+        if looked_up is None or looked_up.assistant_id != assistant_id:
+            return assistant_sync.remote(assistant_id)  # a form used on its own
+        if looked_up.error is not None:
+            raise looked_up.error
+        assert looked_up.found is not None, "found or not, the API answered"
+        return looked_up.found
 
     def clean_functions(self) -> list[dict[str, Any]] | None:
         value = self.cleaned_data.get("functions")

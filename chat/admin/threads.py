@@ -127,6 +127,7 @@ class RunRow(NamedTuple):
     duration: str
     tokens: str  # in / out
     cost: str  # estimated from the price setting
+    error: str  # why it failed, in the API's (and the model provider's) own words
 
 
 def run_row(run: dict[str, Any]) -> RunRow:
@@ -144,6 +145,7 @@ def run_row(run: dict[str, Any]) -> RunRow:
         duration,
         tokens,
         estimated_cost(str(run.get("model", "")), prompt, completion),
+        str((run.get("last_error") or {}).get("message") or ""),
     )
 
 

@@ -164,13 +164,14 @@ class RunView:
         return view
 
     @classmethod
-    def ended(cls, conversation_id: int, run: dict[str, Any]) -> RunView:
-        """A run that ended without an answer (it failed, say), from the API's run object: why,
-        and a Retry."""
+    def ended(cls, conversation_id: int, run: dict[str, Any], *, answered: bool) -> RunView:
+        """A run that ended without a whole answer (it failed, say), from the API's run object:
+        the notice the live page showed, and a Retry wherever it had one or there is no answer
+        at all (`answered`: part of one was written)."""
         view = cls(conversation_id, run["id"])
         view.live = False
         view.run_changed(f"thread.run.{run['status']}", run)
-        if view.notice is not None:
+        if view.notice is not None and not answered:
             view.notice.retry = True
         return view
 
@@ -280,9 +281,8 @@ class RunView:
     def run_changed(self, name: str, data: dict[str, Any]) -> None:
         self.status = data.get("status") or self.status
         if name == "thread.run.failed":
-            error = data.get("last_error") or {}
-            message = error.get("message") or "The assistant could not answer."
-            self.notice = Notice([f"The answer failed: {message}"], error=True, retry=True)
+            reason = failure_reason(data.get("last_error") or {})
+            self.notice = Notice([f"The answer failed: {reason}"], error=True, retry=True)
         elif name == "thread.run.expired":
             self.notice = Notice(["The answer took too long and was stopped."], True, True)
         elif name == "thread.run.cancelled":
@@ -379,6 +379,22 @@ class RunView:
             self.notice = Notice([], error=True)
         self.notice.lines.extend(problems)
         self.notice.error = True
+
+
+OUT_OF_CREDIT = (
+    "the assistant's model account is out of credit. Whoever runs this service has to add "
+    "credit; trying again will not help until then."
+)
+RATE_LIMITED = "the assistant's model service is busy (rate-limited). Try again in a minute."
+
+
+def failure_reason(error: dict[str, Any]) -> str:
+    """Why a run failed, for the person chatting; admins read the API's own words in the admin."""
+    message = str(error.get("message") or "The assistant could not answer.")
+    if error.get("code") == "rate_limit_exceeded":
+        # OpenAI used this code for an exhausted quota too; its words tell the two apart.
+        return OUT_OF_CREDIT if "quota" in message.lower() else RATE_LIMITED
+    return message
 
 
 def merge_call(call: Call, data: dict[str, Any], *, append: bool) -> None:

@@ -22,6 +22,7 @@ from django.http import Http404
 
 from chat.access import aconversation_for
 from chat.live import replay
+from chat.live.recovery import final_from_the_api
 from chat.live.relay import group_name
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,20 @@ class RunEventsConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             conversation = await aconversation_for(self.scope["user"], kwargs["conversation_id"])
         except Http404:
             await self.not_found()
+        self.conversation = conversation
         meta = await replay.call(replay.meta, self.run_id)
-        if meta is None or meta.conversation_id != conversation.pk:
-            # Someone else's run, or one whose log has expired: either way, nothing to show.
+        if meta is None:
+            # No log: expired, or lost (Redis restarted empty). The API has the answer, if the
+            # run is one of this conversation's; anyone else's is a 404 all the same.
+            final = await final_from_the_api(conversation.pk, conversation.thread_id, self.run_id)
+            if final is None:
+                await self.not_found()
+            await self.send_headers(status=200, headers=HEADERS)
+            self.streaming = True
+            await self.send_final(final or "")
+            raise StopConsumer()
+        if meta.conversation_id != conversation.pk:
             await self.not_found()
-        assert meta is not None
         if meta.end is not None and self.last >= meta.end:
             # All seen. 204 tells EventSource not to reconnect.
             await self.send_response(204, b"")
@@ -127,7 +137,17 @@ class RunEventsConsumer(AsyncHttpConsumer):  # type: ignore[misc]
         raise StopConsumer()
 
     async def catch_up(self) -> None:
-        _, entries = await replay.call(replay.read_after, self.run_id, self.last)
+        meta, entries = await replay.call(replay.read_after, self.run_id, self.last)
+        if meta is None:
+            # The log went away under the stream (Redis restarted empty): nothing more comes
+            # through it. End with the answer as the API has it.
+            log.warning("The log of run %s is gone; ending its stream from the API", self.run_id)
+            final = await final_from_the_api(
+                self.conversation.pk, self.conversation.thread_id, self.run_id
+            )
+            await self.send_final(final or "")
+            await self.close()
+            return
         for entry in entries:
             await self.emit(entry.seq, entry.event, entry.data)
             if self.closed:
@@ -159,6 +179,13 @@ class RunEventsConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             await self.close()
             return
         await self.send_body(sse_event(seq, event, data), more_body=True)
+
+    async def send_final(self, final: str) -> None:
+        """The answer as a last update, then the end, numbered after what the page has."""
+        body = sse_event(self.last + 1, "update", final) + sse_event(self.last + 2, "end", "")
+        self.last += 2
+        await self.send_body(body, more_body=False)
+        self.closed = True
 
     async def end_stream(self) -> None:
         """End a started response early; daphne then tells this consumer it disconnected."""

@@ -10,6 +10,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
+from engine.api import key_use
 from engine.api.errors import ApiError, not_found
 from engine.models import ApiKey, Project
 
@@ -38,6 +39,11 @@ def authenticate(request: HttpRequest) -> Project:
 def project_for_key(key: str) -> Project | None:
     for allowed in settings.THREADLINE_API_KEYS:
         if hmac.compare_digest(allowed.encode(), key.encode()):
+            # The chat's own key, if it is one of these, opens the chat's project; the others
+            # are scripts', which see none of the chat's people's threads and files.
+            chat_key = settings.ASSISTANTS_KEY
+            if chat_key and hmac.compare_digest(chat_key.encode(), key.encode()):
+                return Project.chat()
             return Project.default()
     api_key = (
         ApiKey.objects.select_related("project")
@@ -47,9 +53,10 @@ def project_for_key(key: str) -> Project | None:
     if api_key is None:
         return None
     now = timezone.now()
-    # One write a minute per key is plenty for "last used" and spares the database.
+    # One write a minute per key is plenty for "last used" and spares the database; it is
+    # written in the background, so that no request waits for the database's lock for it.
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        key_use.note(api_key.pk, now)
     return api_key.project
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from engine import disk
 from engine.api.access import authenticate
 from engine.api.errors import ApiError
 
@@ -38,7 +39,12 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
             result = handler(request, project, **kwargs)
         except ApiError as error:
             return error.response()
-        except Exception:
+        except Exception as error:
+            if disk.full(error):
+                log.error("Out of disk space in %s %s: %s", request.method, request.path, error)
+                return ApiError(
+                    507, disk.API_MESSAGE, type="server_error", code="insufficient_storage"
+                ).response()
             log.exception("Unexpected error in %s %s", request.method, request.path)
             return ApiError(
                 500,

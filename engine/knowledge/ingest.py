@@ -65,7 +65,7 @@ def submit(store_file_ids: list[int]) -> None:
 
 
 def start() -> ThreadPoolExecutor:
-    """The process's pool, started with its ticker on first use."""
+    """The process's pool, started with its ticker when the server starts (or on first use)."""
     global _executor
     with _lock:
         if _executor is None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx2
@@ -33,9 +37,12 @@ def make_client() -> openai.AsyncOpenAI:
     # The SDK's aiohttp transport: httpx's default one re-arms the socket in epoll on every
     # read, a sixth of the process's CPU with 200 model streams (bench/chat_stream.py).
     http_client = openai.DefaultAioHttpClient()
+    # Retries are the provider's (see ChatCompletionsProvider), not the SDK's: the SDK retries
+    # every 429, an exhausted quota too.
+    options = {"max_retries": 0, "timeout": timeout, "http_client": http_client}
     if settings.AZURE_OPENAI_ENDPOINT:
-        return openai.AsyncAzureOpenAI(**azure_options(), timeout=timeout, http_client=http_client)
-    return openai.AsyncOpenAI(**openai_options(), timeout=timeout, http_client=http_client)
+        return openai.AsyncAzureOpenAI(**{**azure_options(), **options})
+    return openai.AsyncOpenAI(**{**openai_options(), **options})
 
 
 def sync_client() -> openai.OpenAI:
@@ -82,9 +89,10 @@ def model_api_name() -> str:
 class ChatCompletionsProvider:
     """Chat Completions with streaming and tool calls: what every OpenAI-compatible server speaks.
 
-    The SDK retries refused or failed requests (429 with Retry-After, 5xx, timeouts, lost
-    connections) with backoff, `MODEL_MAX_RETRIES` times. A stream that breaks before any text
-    is retried here too; one that breaks mid-answer fails the run rather than repeat text.
+    Refused or failed requests (429 with Retry-After, 5xx, timeouts, refused or lost
+    connections) are tried again with backoff, `MODEL_MAX_RETRIES` times, as the SDK would; an
+    exhausted quota is not (trying again cannot help). A stream that breaks before any text is
+    tried again too; one that breaks mid-answer fails the run rather than repeat text.
     """
 
     def __init__(self) -> None:
@@ -99,30 +107,15 @@ class ChatCompletionsProvider:
                     sent_any = True
                     yield event
                 return
-            except openai.APIStatusError as error:
-                raise status_error(error, request.model) from None
-            except openai.APITimeoutError:
-                raise ModelError(
-                    "server_error",
-                    f"The model API at {model_api_name()} did not answer within "
-                    f"{settings.MODEL_TIMEOUT_SECONDS} seconds. Check that it is running and "
-                    "not overloaded, then try again.",
-                ) from None
-            except (openai.APIConnectionError, openai.APIError) as error:
-                if not sent_any and attempt < attempts:
-                    log.warning("Model stream broke before any output; retrying: %s", error)
+            except openai.APIError as error:
+                failure = classify(error, request.model, retries=attempt - 1, sent_any=sent_any)
+                # The model API's address is for the log, which admins read; a run's error
+                # reaches whoever reads the thread.
+                log.warning("Model API at %s: %s", model_api_name(), failure.error.message)
+                if failure.retry_after is not None and not sent_any and attempt < attempts:
+                    await asyncio.sleep(failure.retry_after or backoff(attempt))
                     continue
-                if sent_any:
-                    raise ModelError(
-                        "server_error",
-                        "The model API's stream broke off mid-answer; the partial answer was "
-                        "kept. Try again.",
-                    ) from None
-                raise ModelError(
-                    "server_error",
-                    f"Could not reach the model API at {model_api_name()}: {error}. Check "
-                    "OPENAI_BASE_URL and that the server is running.",
-                ) from None
+                raise failure.error from None
 
     async def _stream_once(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         options: dict[str, Any] = {}
@@ -222,36 +215,158 @@ class TurnBuilder:
         )
 
 
-def status_error(error: openai.APIStatusError, model: str) -> ModelError:
+@dataclass
+class Failure:
+    """What one failed attempt means: the run's error, and whether (and when) to try again."""
+
+    error: ModelError
+    retry_after: float | None = None  # None: do not try again; 0: after the usual backoff
+
+
+RETRIED_STATUSES = {408, 409, 429}
+
+
+def classify(error: openai.APIError, model: str, *, retries: int, sent_any: bool) -> Failure:
+    if isinstance(error, openai.APIStatusError):
+        return status_failure(error, model, retries)
+    if sent_any:
+        return Failure(
+            ModelError(
+                "server_error",
+                "The model API's stream broke off mid-answer; the partial answer was kept. "
+                "Try again.",
+            )
+        )
+    refused = connection_failure(error)
+    if refused is not None:
+        return Failure(
+            ModelError(
+                "server_error",
+                f"Could not connect to the model API ({refused}). Check that it is running and "
+                f"that {model_api_setting()} points at it.",
+            ),
+            retry_after=0,
+        )
+    if isinstance(error, openai.APITimeoutError):
+        return Failure(
+            ModelError(
+                "server_error",
+                f"The model API did not answer within {settings.MODEL_TIMEOUT_SECONDS} seconds. "
+                "Check that it is running and not overloaded, then try again.",
+            ),
+            retry_after=0,
+        )
+    return Failure(
+        ModelError(
+            "server_error",
+            f"The connection to the model API failed ({error.message.rstrip('.')}). Check that "
+            f"it is running and that {model_api_setting()} points at it.",
+        ),
+        retry_after=0,
+    )
+
+
+def connection_failure(error: BaseException) -> str | None:
+    """Why the connection failed, if it did: refused, reset, no such host.
+
+    The SDK's aiohttp transport reports every failure to connect as a timeout; the operating
+    system's error underneath tells the two apart (a timeout is an OSError too).
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            # The system's words for the error number: asyncio's own text names the address.
+            words = os.strerror(cause.errno) if cause.errno else type(cause).__name__
+            return words.lower()
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def status_failure(error: openai.APIStatusError, model: str, retries: int) -> Failure:
     detail = api_error_message(error)
     status = error.status_code
+    if status == 429 and error_code(error) == "insufficient_quota":
+        # OpenAI's run error for it was rate_limit_exceeded too; the words say which.
+        return Failure(
+            ModelError(
+                "rate_limit_exceeded",
+                f"The model API's account is out of credit (insufficient_quota): {detail} Add "
+                "credit or raise the spending limit with the provider; trying again will not "
+                "help until then.",
+            )
+        )
+    retry_after = None
+    if status in RETRIED_STATUSES or status >= 500:
+        retry_after = retry_after_seconds(error)
     if status == 401:
-        return ModelError(
-            "server_error",
-            f"The model API refused the configured key (401): {detail} Check OPENAI_API_KEY "
-            "(or AZURE_OPENAI_API_KEY).",
+        return Failure(
+            ModelError(
+                "server_error",
+                f"The model API refused the configured key (401): {detail} Check OPENAI_API_KEY "
+                "(or AZURE_OPENAI_API_KEY).",
+            )
         )
     if status == 404:
-        return ModelError(
-            "invalid_prompt",
-            f"The model API does not serve the model '{model}' (404): {detail} Choose a model "
-            "it serves in the assistant's settings.",
+        return Failure(
+            ModelError(
+                "invalid_prompt",
+                f"The model API does not serve the model '{model}' (404): {detail} Choose a "
+                "model it serves in the assistant's settings.",
+            )
         )
     if status == 429:
-        return ModelError(
-            "rate_limit_exceeded",
-            f"The model API is rate-limiting requests (429) and still was after "
-            f"{settings.MODEL_MAX_RETRIES} retries: {detail} Try again in a minute.",
+        return Failure(
+            ModelError(
+                "rate_limit_exceeded",
+                f"The model API is rate-limiting requests (429) and still was after {retries} "
+                f"retries: {detail} Try again in a minute.",
+            ),
+            retry_after,
         )
     if status in (400, 413, 422):
-        return ModelError(
-            "invalid_prompt", f"The model API rejected the request ({status}): {detail}"
+        return Failure(
+            ModelError("invalid_prompt", f"The model API rejected the request ({status}): {detail}")
         )
-    return ModelError(
-        "server_error",
-        f"The model API failed (HTTP {status}) after {settings.MODEL_MAX_RETRIES} retries: "
-        f"{detail} Try again later.",
+    return Failure(
+        ModelError(
+            "server_error",
+            f"The model API failed (HTTP {status}) after {retries} retries: {detail} Try again "
+            "later.",
+        ),
+        retry_after,
     )
+
+
+def error_code(error: openai.APIStatusError) -> str | None:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            code = inner.get("code") or inner.get("type")
+            return code if isinstance(code, str) else None
+    return None
+
+
+def retry_after_seconds(error: openai.APIStatusError) -> float:
+    """The server's Retry-After (up to a minute, as the SDK honours it), else 0: the backoff."""
+    raw = error.response.headers.get("retry-after-ms")
+    scale = 1000.0
+    if raw is None:
+        raw, scale = error.response.headers.get("retry-after"), 1.0
+    try:
+        seconds = float(raw) / scale if raw is not None else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds <= 60 else 0.0
+
+
+def backoff(attempt: int) -> float:
+    """The SDK's own: half a second, doubling, at most 8, less up to a quarter at random."""
+    return float(min(0.5 * 2 ** (attempt - 1), 8.0) * (1 - 0.25 * random.random()))
+
+
+def model_api_setting() -> str:
+    return "AZURE_OPENAI_ENDPOINT" if settings.AZURE_OPENAI_ENDPOINT else "OPENAI_BASE_URL"
 
 
 def api_error_message(error: openai.APIStatusError) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from engine import disk
 from engine.models import Message, Run, RunStep
 from engine.providers.choice import is_offline, provider_for
 from engine.providers.interface import ModelError, ModelRequest, TextDelta, ToolCallRequest
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 MAX_MODEL_TURNS = 12
 # How often a run waiting for its files' ingestion looks again.
 INGEST_POLL_SECONDS = 0.2
+# How often a run stopped by a full disk tries again to record that it failed.
+DISK_FULL_RETRY_SECONDS = 1.0
 
 
 class RunExecution:
@@ -69,11 +74,15 @@ class RunExecution:
             await self.settle_interrupted()
         except ModelError as error:
             await self.fail(error.code, error.message)
-        except Exception:
-            log.exception("Run %s failed unexpectedly", self.run_id)
-            await self.fail(
-                "server_error", "The engine hit an internal error while running this request."
-            )
+        except Exception as error:
+            if disk.full(error):
+                log.error("Run %s stopped: the disk is full (%s)", self.run_id, error)
+                await self.fail_once_written("server_error", disk.RUN_MESSAGE)
+            else:
+                log.exception("Run %s failed unexpectedly", self.run_id)
+                await self.fail(
+                    "server_error", "The engine hit an internal error while running this request."
+                )
         finally:
             self.emit(events.DONE, "[DONE]")
 
@@ -248,19 +257,40 @@ class RunExecution:
             await self.settle_interrupted()
 
     async def fail(self, code: str, message: str) -> None:
-        now = timezone.now()
-        if await self.move(
-            Run.UNDER_WAY,
-            Run.Status.FAILED,
-            failed_at=now,
-            last_error={"code": code, "message": message},
-            usage=self.usage,
-        ):
-            await db(self.run.end_open_parts)(Run.Status.FAILED, now)
+        if await db(self.record_failure)(code, message, timezone.now()):
             await self.emit_incomplete_message()
             self.emit_run("thread.run.failed")
         else:
             await self.settle_interrupted()
+
+    def record_failure(self, code: str, message: str, now: datetime) -> bool:
+        """The run failed, and what it left open ends with it: one transaction, so a failed run
+        never leaves its answer in progress. False when a cancel got there first."""
+        with transaction.atomic():
+            if not self.run.transition(
+                Run.UNDER_WAY,
+                Run.Status.FAILED,
+                failed_at=now,
+                last_error={"code": code, "message": message},
+                usage=self.usage,
+            ):
+                return False
+            self.run.end_open_parts(Run.Status.FAILED, now)
+        return True
+
+    async def fail_once_written(self, code: str, message: str) -> None:
+        """Fail the run, trying again while the disk is full (until the run would expire): its
+        error must say why, not be taken later for a lost worker's. The worker keeps the run
+        as its own meanwhile, so no one settles it as lost."""
+        deadline = time.monotonic() + settings.RUN_EXPIRES_SECONDS
+        while True:
+            try:
+                await self.fail(code, message)
+                return
+            except Exception as error:
+                if not disk.full(error) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(DISK_FULL_RETRY_SECONDS)
 
     async def settle_interrupted(self) -> None:
         """The run was cancelled (here or from elsewhere) while this worker held it."""

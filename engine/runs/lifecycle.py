@@ -39,21 +39,28 @@ def settle_lost_runs(thread: Thread | None = None) -> None:
     now = timezone.now()
     runs = Run.objects.all() if thread is None else Run.objects.filter(thread=thread)
     stale = now - timedelta(seconds=settings.RUN_STALE_SECONDS)
-    for run in runs.filter(status__in=Run.UNDER_WAY, heartbeat_at__lt=stale):
-        if run.transition(
-            run.status,
-            Run.Status.FAILED,
-            failed_at=now,
-            last_error=LOST_RUN_ERROR,
-            required_action=None,
-        ):
-            run.end_open_parts(Run.Status.FAILED, now)
+    # Not lost while this process executes them, whatever their heartbeat says (it may not have
+    # been written: a full disk).
+    lost = runs.filter(status__in=Run.UNDER_WAY, heartbeat_at__lt=stale)
+    # Each in one transaction with what it left open: an ended run leaves no answer in progress.
+    for run in lost.exclude(pk__in=worker.executing()):
+        with transaction.atomic():
+            if run.transition(
+                run.status,
+                Run.Status.FAILED,
+                failed_at=now,
+                last_error=LOST_RUN_ERROR,
+                required_action=None,
+            ):
+                run.end_open_parts(Run.Status.FAILED, now)
     for run in runs.filter(status=Run.Status.CANCELLING, heartbeat_at__lt=stale):
-        if run.transition(Run.Status.CANCELLING, Run.Status.CANCELLED, cancelled_at=now):
-            run.end_open_parts(Run.Status.CANCELLED, now)
+        with transaction.atomic():
+            if run.transition(Run.Status.CANCELLING, Run.Status.CANCELLED, cancelled_at=now):
+                run.end_open_parts(Run.Status.CANCELLED, now)
     for run in runs.filter(status__in=Run.ACTIVE, expires_at__lt=now):
-        if run.transition(run.status, Run.Status.EXPIRED, required_action=None):
-            run.end_open_parts(Run.Status.EXPIRED, now)
+        with transaction.atomic():
+            if run.transition(run.status, Run.Status.EXPIRED, required_action=None):
+                run.end_open_parts(Run.Status.EXPIRED, now)
 
 
 def settle_lost_work() -> None:
@@ -152,17 +159,23 @@ def launch_streaming(run: Run, *, resume: bool = False) -> events.Subscription:
 
 
 def cancel(run: Run) -> Run:
+    """Cancel the run, or refuse (400) if it has ended. Each step is conditional on the status in
+    the database, not on the one read before: tool outputs submitted at the same moment move the
+    run from requires_action to queued, and the cancel then stops it as queued."""
     now = timezone.now()
-    if run.status == Run.Status.REQUIRES_ACTION:
-        if run.transition(
-            Run.Status.REQUIRES_ACTION, Run.Status.CANCELLED, cancelled_at=now, required_action=None
-        ):
-            run.end_open_parts(Run.Status.CANCELLED, now)
-    elif run.status in Run.UNDER_WAY:
-        run.transition(Run.UNDER_WAY, Run.Status.CANCELLING)
+    if run.transition(
+        Run.Status.REQUIRES_ACTION, Run.Status.CANCELLED, cancelled_at=now, required_action=None
+    ):
+        run.end_open_parts(Run.Status.CANCELLED, now)
+    elif run.transition(Run.UNDER_WAY, Run.Status.CANCELLING):
         worker.cancel(run.id)
-    elif run.status != Run.Status.CANCELLING:
-        raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
+    else:
+        run.refresh_from_db()
+        if run.status == Run.Status.REQUIRES_ACTION:
+            # Parked again between the two updates (a new tool call): cancel it there.
+            return cancel(run)
+        if run.status != Run.Status.CANCELLING:
+            raise ApiError(400, f"Cannot cancel run with status '{run.status}'.", param="run_id")
     run.refresh_from_db()
     return run
 
@@ -211,3 +224,11 @@ def record_tool_outputs(run: Run, outputs: list[dict[str, str]]) -> RunStep:
 
 # This process's run worker; its tick settles what other processes lost and keeps ours alive.
 worker = Worker(on_tick=settle_lost_work, heartbeat=heartbeat)
+
+
+def start_upkeep() -> None:
+    """Start the worker loop and the ingestion pool now, when a server process starts: their
+    tickers settle the runs and resume the files a dead process left, which must not wait for
+    this process's first run or upload."""
+    worker.loop()
+    ingest.start()

@@ -32,7 +32,8 @@ def db(function: Callable[Params, Result]) -> Callable[Params, Awaitable[Result]
 
 
 class Worker:
-    """Started on first use; one per process (the run lifecycle's `worker`)."""
+    """One per process (the run lifecycle's `worker`), started with the server process
+    (`lifecycle.start_upkeep`), or on first use where no server runs (management commands)."""
 
     def __init__(
         self, *, on_tick: Callable[[], None], heartbeat: Callable[[list[str]], list[str]]
@@ -42,6 +43,8 @@ class Worker:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # The runs executing here, readable from any thread (requests settling lost runs).
+        self._executing: frozenset[str] = frozenset()
         self._ticker: asyncio.Task[None] | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -67,6 +70,7 @@ class Worker:
         def schedule() -> None:
             task = asyncio.get_running_loop().create_task(work(), name=run_id)
             self._tasks[run_id] = task
+            self._executing = frozenset(self._tasks)
             task.add_done_callback(lambda done: self._finished(run_id, done))
 
         # A fresh context: the caller's (a request's) must not follow the run, or asgiref would
@@ -76,6 +80,7 @@ class Worker:
     def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
+            self._executing = frozenset(self._tasks)
         if not task.cancelled() and task.exception() is not None:
             log.error("Run %s crashed", run_id, exc_info=task.exception())
 
@@ -94,6 +99,10 @@ class Worker:
 
     def active_runs(self) -> list[str]:
         return list(self._tasks)
+
+    def executing(self) -> frozenset[str]:
+        """The runs executing in this process, from any thread: a frozen set, swapped whole."""
+        return self._executing
 
     async def _tick_forever(self) -> None:
         interval = max(1.0, settings.RUN_STALE_SECONDS / 3)

@@ -346,16 +346,39 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+# Every page of every browser test reports what its Content-Security-Policy refused: Chromium
+# says so on the console, and the page's securitypolicyviolation event is echoed there too
+# (with the script that tried).
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const where = event.sourceFile ? " (" + event.sourceFile + ":" + event.lineNumber + ")" : "";
+  console.error("CSP violation: " + event.violatedDirective + " refused " +
+    (event.blockedURI || "inline code") + " on " + event.documentURI + where);
+});
+"""
+
+
 class Browser:
-    """One person's browser: a context of its own (cookies), signed in, with a page."""
+    """One person's browser: a context of its own (cookies), signed in, with a page.
+
+    Closing it fails the test if any page broke the Content-Security-Policy.
+    """
 
     def __init__(self, chromium: Any, base_url: str, test_name: str) -> None:
         viewport = {"width": 1280, "height": 860}
         self.context = chromium.new_context(base_url=base_url, viewport=viewport)
+        self.csp_violations: list[str] = []
+        self.context.add_init_script(CSP_WATCH)
+        self.context.on("console", self.watch_console)
         self.page = self.context.new_page()
         self.test_name = test_name
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def watch_console(self, message: Any) -> None:
+        text = message.text
+        if text.startswith(("Refused to", "CSP violation")) or "Content Security Policy" in text:
+            self.csp_violations.append(text)
 
     def login(self, username: str) -> None:
         self.page.goto("/accounts/login/")
@@ -366,11 +389,15 @@ class Browser:
 
     def shot(self, name: str) -> Path:
         path = ARTIFACTS / f"{self.test_name}--{name}.png"
-        self.page.screenshot(path=str(path))
+        # caret="initial": hiding the caret leaves style="" on every field, which htmx then
+        # copies when it swaps them (a breach of the page's policy that no person would cause).
+        self.page.screenshot(path=str(path), caret="initial")
         return path
 
     def close(self) -> None:
         self.context.close()
+        violations = "\n".join(self.csp_violations)
+        assert not violations, f"The Content-Security-Policy refused:\n{violations}"
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_code_tables_and_lists_render() -> None:
         "```python\nprint('<hi>')\n```\n\n| a | b |\n|--:|---|\n| 1 | 2 |\n\n1. one\n2. two"
     )
     assert "<code class=\"language-python\">print('&lt;hi&gt;')" in html
-    assert '<th style="text-align:right">a</th>' in html
+    assert '<th class="align-right">a</th>' in html and "style=" not in html
     assert "<ol>" in html and "<li>two</li>" in html
     assert "language-" not in markdown_html('```x" onclick="y\ncode\n```').split("<code")[1][:5]
 

@@ -370,6 +370,44 @@ def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
     assert let_go < 20, let_go
 
 
+def test_redis_restarted_mid_answer_ends_readers_and_the_next_answers_arrive(
+    pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # Redis comes back at once, empty: the replay log of the answer in flight is gone.
+    scripted.script(Reply(tokens(300), chunk_delay=0.05))
+    sent = on_a.send("Count on", assistant=scripted.profile_id)
+    assert sent.events_url
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(on_b.events, sent.events_url, timeout=40)
+        time.sleep(1)
+        pair.redis.stop()
+        pair.redis.start()
+        restarted = time.monotonic()
+        status, events = reading.result()
+    # The reader's stream ends (its log is gone) rather than sending keep-alives for ever...
+    assert status == 200 and events
+    assert time.monotonic() - restarted < 20
+    # ...and the page, reconnecting, gets the answer so far from the API, and an end.
+    _, after = on_b.events(sent.events_url, last_event_id=events[-1].id, timeout=40)
+    assert after and after[-1].event == "end", [e.event for e in after]
+    shown = text_of(after[-2].data)
+    assert "w0 w1 w2" in shown
+    assert "w299" in shown or "Reload the page in a moment" in shown
+    deadline = time.monotonic() + 30
+    while "w299" not in text_of(on_b.get(f"/c/{sent.conversation_id}/").text):
+        assert time.monotonic() < deadline, "the whole answer, once written"
+        time.sleep(0.5)
+
+    # The next answer each process relays reaches the page: no dead pooled connection.
+    for sender, reader in ((on_a, on_b), (on_b, on_a)):
+        scripted.script(Reply("After the restart."))
+        again = sender.send("Still there?", conversation_id=sent.conversation_id)
+        assert again.events_url, again.response.text
+        status, answer = reader.events(again.events_url, timeout=30)
+        assert status == 200 and answer and answer[-1].event == "end", answer
+        assert "After the restart." in answer[-2].data
+
+
 def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
     pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
 ) -> None:

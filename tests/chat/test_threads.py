@@ -109,3 +109,19 @@ def test_long_threads_load_older_messages_on_demand(owner: ChatClient, scripted:
     assert (
         fragment.index("question 0<") < fragment.index("answer 0<") < fragment.index("question 1<")
     )
+
+
+def test_a_malformed_older_cursor_is_a_400_over_the_latest_messages(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    scripted.script(Reply("the latest answer"))
+    conversation = converse(owner, scripted, "question")
+    for cursor in ("garbage", "msg_doesnotexist", "../../etc", "x" * 300):
+        response = owner.get(f"/c/{conversation}/", params={"older": cursor})
+        assert response.status_code == 400, (cursor, response.status_code)
+        assert "does not point into this thread" in response.text
+        assert "the latest answer" in response.text
+        fragment = owner.get(
+            f"/c/{conversation}/", params={"older": cursor}, headers={"HX-Request": "true"}
+        )
+        assert fragment.status_code == 400

@@ -10,9 +10,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="What the key is for, e.g. 'reporting script'.")
-        parser.add_argument("--project", default=Project.DEFAULT_NAME, help="Project name.")
+        parser.add_argument(
+            "--project",
+            default=Project.DEFAULT_NAME,
+            help=(
+                f"Project name (default: {Project.DEFAULT_NAME!r}, the scripts' project; "
+                f"{Project.CHAT_NAME!r} is the chat frontend's, with its people's threads)."
+            ),
+        )
 
     def handle(self, *args: object, **options: str) -> None:
-        project, _ = Project.objects.get_or_create(name=options["project"])
+        project = Project.named(options["project"])
         _, plaintext = ApiKey.issue(project, options["name"])
         self.stdout.write(plaintext)

@@ -22,7 +22,8 @@ class Command(BaseCommand):
             ).exists()
         ):
             return
-        _, plaintext = ApiKey.issue(Project.default(), "Chat frontend")
+        # A project of the chat's own: no script's key reads its people's threads.
+        _, plaintext = ApiKey.issue(Project.chat(), "Chat frontend")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
