@@ -6,9 +6,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from django.core.asgi import get_asgi_application
 
-from config.server import leave_bodies_to_django
+from config.server import receive_bodies_within_limits, with_spooled_bodies
 
-leave_bodies_to_django()
+receive_bodies_within_limits()
 django_application = get_asgi_application()
 
 from config.startup import require_redis  # noqa: E402
@@ -22,17 +22,19 @@ from django.urls import path, re_path  # noqa: E402
 from chat.live.consumers import RunEventsConsumer  # noqa: E402
 from chat.live.routing import EVENTS_PATH  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": URLRouter(
-            [
-                # A live answer's server-sent events. The session cookie says who is asking;
-                # the consumer itself checks that the conversation is theirs.
-                path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
-                # Channels routes ASGI applications with Django's path helpers, which
-                # django-stubs types for views only.
-                re_path(r"", django_application),  # type: ignore[arg-type]
-            ]
-        )
-    }
+application = with_spooled_bodies(
+    ProtocolTypeRouter(
+        {
+            "http": URLRouter(
+                [
+                    # A live answer's server-sent events. The session cookie says who is asking;
+                    # the consumer itself checks that the conversation is theirs.
+                    path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
+                    # Channels routes ASGI applications with Django's path helpers, which
+                    # django-stubs types for views only.
+                    re_path(r"", django_application),  # type: ignore[arg-type]
+                ]
+            )
+        }
+    )
 )

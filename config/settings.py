@@ -172,6 +172,8 @@ RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)
 RUN_INGEST_WAIT_SECONDS = env_int("THREADLINE_RUN_INGEST_WAIT_SECONDS", 60)
 MAX_UPLOAD_BYTES = env_int("THREADLINE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 FILES_DIR = DATA_DIR / "files"
+# Where the engine is served: OpenAI's path, and Azure OpenAI's for code written for Azure.
+ENGINE_URL_PREFIXES = ["v1/", "openai/"]
 
 # The model API the engine calls; unset means the offline retrieval-only model.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
@@ -199,6 +201,8 @@ CHAT_MAX_MESSAGE_CHARS = env_int("THREADLINE_CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MAX_UPLOAD_BYTES = env_int("THREADLINE_CHAT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 # Knowledge files admins upload for an assistant (the embedded engine takes up to MAX_UPLOAD_BYTES).
 KNOWLEDGE_MAX_UPLOAD_BYTES = env_int("THREADLINE_KNOWLEDGE_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
+# How many knowledge files one save of an assistant may add (its request's size follows).
+KNOWLEDGE_MAX_FILES = env_int("THREADLINE_KNOWLEDGE_MAX_FILES", 20)
 # Knowledge files kept while the Assistants API is down or refuses them, until a sync uploads
 # them. Never under a served path.
 KNOWLEDGE_WAITING_DIR = DATA_DIR / "knowledge-waiting"

@@ -163,6 +163,7 @@ def test_uploads_over_the_limit_are_refused_with_413() -> None:
             for caught in (declared, streamed):
                 assert caught.value.status_code == 413
                 assert caught.value.body["code"] == "file_too_large"
+                assert caught.value.body["param"] == "file"
                 assert (
                     "the largest upload this server accepts is 1,000 bytes"
                     in (caught.value.body["message"])
