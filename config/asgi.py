@@ -6,6 +6,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from django.core.asgi import get_asgi_application
 
+from config.request_ids import with_request_ids
 from config.server import receive_bodies_within_limits, with_spooled_bodies
 
 receive_bodies_within_limits()
@@ -22,19 +23,21 @@ from django.urls import path, re_path  # noqa: E402
 from chat.live.consumers import RunEventsConsumer  # noqa: E402
 from chat.live.routing import EVENTS_PATH  # noqa: E402
 
-application = with_spooled_bodies(
-    ProtocolTypeRouter(
-        {
-            "http": URLRouter(
-                [
-                    # A live answer's server-sent events. The session cookie says who is asking;
-                    # the consumer itself checks that the conversation is theirs.
-                    path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
-                    # Channels routes ASGI applications with Django's path helpers, which
-                    # django-stubs types for views only.
-                    re_path(r"", django_application),  # type: ignore[arg-type]
-                ]
-            )
-        }
+application = with_request_ids(
+    with_spooled_bodies(
+        ProtocolTypeRouter(
+            {
+                "http": URLRouter(
+                    [
+                        # A live answer's server-sent events. The session cookie says who is asking;
+                        # the consumer itself checks that the conversation is theirs.
+                        path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
+                        # Channels routes ASGI applications with Django's path helpers, which
+                        # django-stubs types for views only.
+                        re_path(r"", django_application),  # type: ignore[arg-type]
+                    ]
+                )
+            }
+        )
     )
 )

@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import IO, Any, cast
 from urllib.parse import unquote
 
 from daphne import http_protocol
 from django.conf import settings
 
+from config.asgi_types import AsgiApp, Message, Receive, Scope, Send
 from config.bodies import ANONYMOUS_LIMIT, BodyLimit, body_limit, refusal
+from config.request_ids import new_request_id
 
 LINGER_SECONDS = 30
 HANDOFF_BYTES = 1024 * 1024
@@ -47,12 +48,6 @@ SPOOLED_HEADER = b"x-threadline-spooled-body"
 # Bodies handed over and not yet taken by their application, by token. Twisted and the
 # applications share one thread (daphne runs Twisted on the asyncio loop).
 spooled: dict[str, IO[bytes]] = {}
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def request_target(channel: Any) -> tuple[str, str] | None:
@@ -119,7 +114,7 @@ class BoundedBodyRequest(http_protocol.WebRequest):
             b"HTTP/1.1 413 Content Too Large\r\n"
             b"Content-Type: " + answer.content_type + b"\r\n"
             b"Content-Length: " + str(len(answer.body)).encode() + b"\r\n"
-            b"x-request-id: req_" + secrets.token_hex(16).encode() + b"\r\n"
+            b"x-request-id: " + new_request_id().encode() + b"\r\n"
             b"Connection: close\r\n\r\n" + answer.body
         )
         self.linger = self.channel.callLater(LINGER_SECONDS, self.stop_lingering)
