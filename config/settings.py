@@ -36,6 +36,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it shapes every error under the engine's paths, and refuses plain HTTP there
+    # before SecurityMiddleware could redirect it.
+    "engine.api.edge.engine_edge",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -49,6 +52,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# Where the engine is served: OpenAI's path, and Azure OpenAI's for code written for Azure.
+ENGINE_URL_PREFIXES = ["v1/", "openai/"]
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
@@ -147,8 +152,9 @@ SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
-# Engine clients (SDKs) and health checks must not be bounced to HTTPS by the same process.
-SECURE_REDIRECT_EXEMPT = [r"^v1/"]
+# Not redirected: engine clients over plain HTTP are refused (engine.api.edge), except the
+# server's own chat, which calls its engine on this machine.
+SECURE_REDIRECT_EXEMPT = [rf"^{prefix}" for prefix in ENGINE_URL_PREFIXES]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
@@ -172,8 +178,6 @@ RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)
 RUN_INGEST_WAIT_SECONDS = env_int("THREADLINE_RUN_INGEST_WAIT_SECONDS", 60)
 MAX_UPLOAD_BYTES = env_int("THREADLINE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 FILES_DIR = DATA_DIR / "files"
-# Where the engine is served: OpenAI's path, and Azure OpenAI's for code written for Azure.
-ENGINE_URL_PREFIXES = ["v1/", "openai/"]
 
 # The model API the engine calls; unset means the offline retrieval-only model.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
