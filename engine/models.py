@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from engine.ids import new_id
@@ -370,6 +371,15 @@ def without_search_content(details: dict[str, Any]) -> dict[str, Any]:
     return {**details, "tool_calls": calls}
 
 
+class LiveFiles(models.Manager["File"]):
+    """Files that have not expired. An expired file is gone, as on OpenAI, from the moment it
+    expires; `engine.knowledge.stores.delete_expired_files` deletes its row and bytes later."""
+
+    def get_queryset(self) -> models.QuerySet[File]:
+        unexpired = models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=Now())
+        return super().get_queryset().filter(unexpired)
+
+
 class File(ApiObject):
     ID_PREFIX = "file-"
 
@@ -379,6 +389,9 @@ class File(ApiObject):
     # Where the bytes live under FILES_DIR: a random name, never the user's file name.
     storage_name = models.CharField(max_length=128, editable=False)
     expires_at = models.DateTimeField(null=True)
+
+    objects = LiveFiles()
+    with_expired = models.Manager["File"]()
 
     def to_api(self) -> dict[str, Any]:
         return {
