@@ -394,17 +394,20 @@ class File(ApiObject):
     with_expired = models.Manager["File"]()
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "object": "file",
             "bytes": self.bytes,
             "created_at": unix(self.created_at),
-            "expires_at": unix(self.expires_at),
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
-            "status_details": None,
+            # `status_details` is deprecated, and a string when present: left out.
         }
+        # An integer when the file expires; the spec has no null for it, so it is left out.
+        if self.expires_at is not None:
+            data["expires_at"] = unix(self.expires_at)
+        return data
 
 
 class VectorStore(ApiObject):
@@ -433,19 +436,23 @@ class VectorStore(ApiObject):
         else:
             status = "completed"
         usage = self.files.aggregate(total=models.Sum("usage_bytes"))["total"] or 0
-        return {
+        data = {
             "id": self.id,
             "object": "vector_store",
             "created_at": unix(self.created_at),
-            "name": self.name,
+            # The spec and the SDKs type it as a string: an unnamed store's is empty.
+            "name": self.name or "",
             "usage_bytes": usage,
             "file_counts": counts,
             "status": status,
-            "expires_after": self.expires_after,
             "expires_at": unix(self.expires_at),
             "last_active_at": unix(self.last_active_at),
             "metadata": self.metadata,
         }
+        # An object when there is a policy; the spec has no null for it, so it is left out.
+        if self.expires_after:
+            data["expires_after"] = self.expires_after
+        return data
 
 
 def count_statuses(files: models.QuerySet[VectorStoreFile]) -> dict[str, int]:

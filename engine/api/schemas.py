@@ -187,7 +187,7 @@ class ImageFilePart(Body):
 
 
 class ImageUrlRef(Body):
-    url: str
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048)
     detail: Literal["auto", "low", "high"] = "auto"
 
 
