@@ -66,7 +66,8 @@ def request_target(channel: Any) -> tuple[str, str] | None:
     return command.decode("ascii", "replace"), path
 
 
-class BoundedBodyRequest(http_protocol.WebRequest):
+# daphne has no type information: its request is Any to mypy.
+class BoundedBodyRequest(http_protocol.WebRequest):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
         self.limit = BodyLimit(ANONYMOUS_LIMIT, "this request has no request line")
