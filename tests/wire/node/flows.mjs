@@ -57,7 +57,8 @@ const flows = {
     const run = await client.beta.threads.runs.createAndPoll(thread.id, { assistant_id: assistant.id });
     const seconds = (Date.now() - started) / 1000;
     assert.equal(run.status, "completed");
-    assert.ok(seconds < 4, `createAndPoll took ${seconds} s`);
+    // Without the header, each poll after the first would wait 5 s.
+    assert.ok(seconds < 4.5, `createAndPoll took ${seconds} s`);
     const answer = (await client.beta.threads.messages.list(thread.id)).data[0];
     assert.equal(answer.role, "assistant");
     assert.equal(answer.content[0].text.value, env("THREADLINE_ANSWER"));
