@@ -34,7 +34,13 @@ serve: $(VENV)/.installed
 	@echo "Threadline is serving on http://$(HOST):$(PORT)/; Ctrl-C stops it."
 	$(DAPHNE)
 
-test: $(VENV)/.installed
+# The official Node SDK the wire tests run (tests/wire/node), as its lockfile pins it.
+NODE_FLOWS := tests/wire/node
+$(NODE_FLOWS)/node_modules/.installed: $(NODE_FLOWS)/package.json $(NODE_FLOWS)/package-lock.json
+	npm ci --prefix $(NODE_FLOWS) --no-audit --no-fund --silent
+	touch $@
+
+test: $(VENV)/.installed $(NODE_FLOWS)/node_modules/.installed
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

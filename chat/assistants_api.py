@@ -388,6 +388,9 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
     events = run_events(opening)
     try:
         first = await anext(events)
+        # A create-and-run stream opens with the new thread, as the spec's does.
+        if first.name == "thread.created":
+            first = await anext(events)
     except BaseException:
         await events.aclose()
         raise

@@ -6,9 +6,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from django.core.asgi import get_asgi_application
 
-from config.server import leave_bodies_to_django
+from config.request_ids import with_request_ids
+from config.server import receive_bodies_within_limits, with_spooled_bodies
 
-leave_bodies_to_django()
+receive_bodies_within_limits()
 django_application = get_asgi_application()
 
 from config.startup import require_redis  # noqa: E402
@@ -27,18 +28,23 @@ from chat.tools.recovery import SweepingApplication  # noqa: E402
 
 # The sweeper takes over the function calls that a dead process was answering (chat.tools).
 application = SweepingApplication(
-    ProtocolTypeRouter(
-        {
-            "http": URLRouter(
-                [
-                    # A live answer's server-sent events. The session cookie says who is asking;
-                    # the consumer itself checks that the conversation is theirs.
-                    path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
-                    # Channels routes ASGI applications with Django's path helpers, which
-                    # django-stubs types for views only.
-                    re_path(r"", django_application),  # type: ignore[arg-type]
-                ]
+    with_request_ids(
+        with_spooled_bodies(
+            ProtocolTypeRouter(
+                {
+                    "http": URLRouter(
+                        [
+                            # A live answer's server-sent events. The session cookie says who
+                            # is asking; the consumer itself checks that the conversation is
+                            # theirs.
+                            path(EVENTS_PATH, AuthMiddlewareStack(RunEventsConsumer.as_asgi())),
+                            # Channels routes ASGI applications with Django's path helpers,
+                            # which django-stubs types for views only.
+                            re_path(r"", django_application),  # type: ignore[arg-type]
+                        ]
+                    )
+                }
             )
-        }
+        )
     )
 )

@@ -40,6 +40,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it shapes every error under the engine's paths, and refuses plain HTTP there
+    # before SecurityMiddleware could redirect it.
+    "engine.api.edge.engine_edge",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -57,6 +60,8 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# Where the engine is served: OpenAI's path, and Azure OpenAI's for code written for Azure.
+ENGINE_URL_PREFIXES = ["v1/", "openai/"]
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 WSGI_APPLICATION = None
@@ -171,8 +176,9 @@ SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
-# Engine clients (SDKs) and health checks must not be bounced to HTTPS by the same process.
-SECURE_REDIRECT_EXEMPT = [r"^v1/"]
+# Not redirected: engine clients over plain HTTP are refused (engine.api.edge), except the
+# server's own chat, which calls its engine on this machine.
+SECURE_REDIRECT_EXEMPT = [rf"^{prefix}" for prefix in ENGINE_URL_PREFIXES]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # Every page, the chat's, sign-in and the admin's: scripts and styles only from our own static
@@ -239,6 +245,8 @@ CHAT_MAX_MESSAGE_CHARS = env_int("THREADLINE_CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MAX_UPLOAD_BYTES = env_int("THREADLINE_CHAT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 # Knowledge files admins upload for an assistant (the embedded engine takes up to MAX_UPLOAD_BYTES).
 KNOWLEDGE_MAX_UPLOAD_BYTES = env_int("THREADLINE_KNOWLEDGE_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
+# How many knowledge files one save of an assistant may add (its request's size follows).
+KNOWLEDGE_MAX_FILES = env_int("THREADLINE_KNOWLEDGE_MAX_FILES", 20)
 # Knowledge files kept while the Assistants API is down or refuses them, until a sync uploads
 # them. Never under a served path.
 KNOWLEDGE_WAITING_DIR = DATA_DIR / "knowledge-waiting"

@@ -6,7 +6,8 @@ from django.urls import include, path
 from chat import views as chat_views
 
 urlpatterns = [
-    path("v1/", include("engine.api.urls")),
+    # The same engine under both: OpenAI's `/v1` and Azure OpenAI's `/openai`.
+    *(path(prefix, include("engine.api.urls")) for prefix in settings.ENGINE_URL_PREFIXES),
     path("admin/", admin.site.urls),
     path(
         "accounts/login/",

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from engine.ids import new_id
@@ -380,6 +381,15 @@ def without_search_content(details: dict[str, Any]) -> dict[str, Any]:
     return {**details, "tool_calls": calls}
 
 
+class LiveFiles(models.Manager["File"]):
+    """Files that have not expired. An expired file is gone, as on OpenAI, from the moment it
+    expires; `engine.knowledge.stores.delete_expired_files` deletes its row and bytes later."""
+
+    def get_queryset(self) -> models.QuerySet[File]:
+        unexpired = models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=Now())
+        return super().get_queryset().filter(unexpired)
+
+
 class File(ApiObject):
     ID_PREFIX = "file-"
 
@@ -390,18 +400,24 @@ class File(ApiObject):
     storage_name = models.CharField(max_length=128, editable=False)
     expires_at = models.DateTimeField(null=True)
 
+    objects = LiveFiles()
+    with_expired = models.Manager["File"]()
+
     def to_api(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "object": "file",
             "bytes": self.bytes,
             "created_at": unix(self.created_at),
-            "expires_at": unix(self.expires_at),
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
-            "status_details": None,
+            # `status_details` is deprecated, and a string when present: left out.
         }
+        # An integer when the file expires; the spec has no null for it, so it is left out.
+        if self.expires_at is not None:
+            data["expires_at"] = unix(self.expires_at)
+        return data
 
 
 class VectorStore(ApiObject):
@@ -430,19 +446,23 @@ class VectorStore(ApiObject):
         else:
             status = "completed"
         usage = self.files.aggregate(total=models.Sum("usage_bytes"))["total"] or 0
-        return {
+        data = {
             "id": self.id,
             "object": "vector_store",
             "created_at": unix(self.created_at),
-            "name": self.name,
+            # The spec and the SDKs type it as a string: an unnamed store's is empty.
+            "name": self.name or "",
             "usage_bytes": usage,
             "file_counts": counts,
             "status": status,
-            "expires_after": self.expires_after,
             "expires_at": unix(self.expires_at),
             "last_active_at": unix(self.last_active_at),
             "metadata": self.metadata,
         }
+        # An object when there is a policy; the spec has no null for it, so it is left out.
+        if self.expires_after:
+            data["expires_after"] = self.expires_after
+        return data
 
 
 def count_statuses(files: models.QuerySet[VectorStoreFile]) -> dict[str, int]:

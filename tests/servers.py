@@ -157,7 +157,9 @@ class ThreadlineServer:
         env: dict[str, str] | None = None,
         data_dir: Path | None = None,
         name: str = "server",
+        application: str = "config.asgi:application",
     ) -> None:
+        self.application = application
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="threadline-test-"))
         self.log_path = self.data_dir / f"{name}.log"
         self.port = free_port()
@@ -219,7 +221,7 @@ class ThreadlineServer:
                     "daphne",
                     "-e",
                     f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",
-                    "config.asgi:application",
+                    self.application,
                 ],
                 cwd=ROOT,
                 env=self.env,

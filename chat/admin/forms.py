@@ -307,6 +307,11 @@ class AssistantProfileForm(forms.ModelForm):
 
     def clean_knowledge_files(self) -> list[UploadedFile]:
         files = self.cleaned_data.get("knowledge_files") or []
+        if len(files) > settings.KNOWLEDGE_MAX_FILES:
+            raise forms.ValidationError(
+                f"Add at most {settings.KNOWLEDGE_MAX_FILES} knowledge files at once "
+                f"({len(files)} were chosen); save, then add the rest."
+            )
         limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
         # Skipped while they arrived (chat.middleware): too large to keep at all.
         errors = [uploads.too_large_message(name, limit) for name in self.too_large]

@@ -16,14 +16,16 @@ from engine.models import ApiKey, Project
 
 
 def authenticate(request: HttpRequest) -> Project:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    """The project of the request's key: `Authorization: Bearer <key>`, or Azure OpenAI's
+    `api-key: <key>` header, which code written for Azure sends instead. Nothing else counts,
+    a session cookie least of all."""
+    key = presented_key(request)
+    if not key:
         raise ApiError(
             401,
             "You didn't provide an API key. You need to provide your API key in an "
-            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), "
+            "or in an api-key header as Azure OpenAI clients do.",
             code="missing_api_key",
         )
     project = project_for_key(key)
@@ -34,6 +36,14 @@ def authenticate(request: HttpRequest) -> Project:
             code="invalid_api_key",
         )
     return project
+
+
+def presented_key(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, key = header.partition(" ")
+        return key.strip() if scheme.lower() == "bearer" else ""
+    return request.headers.get("api-key", "").strip()
 
 
 def project_for_key(key: str) -> Project | None:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,27 +26,35 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
     response. Any `ApiError` becomes OpenAI's error envelope; nothing else leaks a stack trace.
     """
 
+    allowed = sorted(handlers)
+
+    # Engine requests authenticate with a key header only, never a cookie, so a page of another
+    # site cannot make a browser send one: there is nothing for CSRF checks to protect.
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
         try:
-            project = authenticate(request)
             handler = handlers.get(request.method or "")
             if handler is None:
-                raise ApiError(
-                    405,
-                    f"Invalid method for URL ({request.method} {request.path}).",
-                    code="method_not_allowed",
-                )
+                return method_not_allowed(request, allowed)
+            project = authenticate(request)
             result = handler(request, project, **kwargs)
         except ApiError as error:
             return error.response()
+        except SuspiciousOperation as error:
+            # Django's own refusals of a request, such as too many form fields.
+            return ApiError(400, str(error) or "The request was refused as malformed.").response()
         except Exception as error:
             if disk.full(error):
                 log.error("Out of disk space in %s %s: %s", request.method, request.path, error)
                 return ApiError(
                     507, disk.API_MESSAGE, type="server_error", code="insufficient_storage"
                 ).response()
-            log.exception("Unexpected error in %s %s", request.method, request.path)
+            log.exception(
+                "Unexpected error in %s %s (%s)",
+                request.method,
+                request.path,
+                getattr(request, "scope", {}).get("request_id"),
+            )
             return ApiError(
                 500,
                 "The server had an error while processing your request. Sorry about that!",
@@ -58,10 +67,24 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
 
     # The verbs this URL serves, for whoever inspects the URLconf; mypy types a function as
     # having no attributes.
-    view.allowed_methods = sorted(handlers)  # type: ignore[attr-defined]
+    view.allowed_methods = allowed  # type: ignore[attr-defined]
     return view
 
 
+def method_not_allowed(request: HttpRequest, allowed: list[str]) -> HttpResponse:
+    """405 with the `Allow` header HTTP asks for; before the key is checked, as a wrong verb
+    is wrong for every key."""
+    response = ApiError(
+        405,
+        f"Invalid method for URL ({request.method} {request.path}): it accepts "
+        f"{', '.join(allowed)}.",
+        code="method_not_allowed",
+    ).response()
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+@csrf_exempt
 def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     error = ApiError(404, f"Invalid URL ({request.method} {request.path}).", code="not_found")
     return error.response()

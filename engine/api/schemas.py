@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_INSTRUCTIONS = 256_000
+# A message's text, as OpenAI capped it.
+MAX_CONTENT = 256_000
 MAX_TOOLS = 128
 MAX_METADATA_PAIRS = 16
 
@@ -171,7 +173,7 @@ class ModifyAssistant(AssistantFields):
 
 class TextPart(Body):
     type: Literal["text"]
-    text: str
+    text: str = Field(max_length=MAX_CONTENT)
 
 
 class ImageFileRef(Body):
@@ -185,7 +187,7 @@ class ImageFilePart(Body):
 
 
 class ImageUrlRef(Body):
-    url: str
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048)
     detail: Literal["auto", "low", "high"] = "auto"
 
 
@@ -208,7 +210,7 @@ class Attachment(Body):
 
 class CreateMessage(Body):
     role: Literal["user", "assistant"]
-    content: str | list[ContentPart]
+    content: Annotated[str, Field(max_length=MAX_CONTENT)] | list[ContentPart]
     attachments: list[Attachment] | None = None
     metadata: Metadata
 

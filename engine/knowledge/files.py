@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,14 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest
+from django.utils import timezone
 
 from engine.api.errors import ApiError
 from engine.models import File, Project
 
 PURPOSES = ("assistants", "vision", "user_data", "batch", "fine-tune", "evals")
+# The spec's bounds for a file's `expires_after.seconds`: an hour to 30 days.
+EXPIRES_AFTER_SECONDS = (3600, 2_592_000)
 
 
 def file_path(file: File) -> Path:
@@ -82,13 +86,20 @@ class StorageUploadHandler(FileUploadHandler):
                 path.unlink(missing_ok=True)
 
 
-def create_file(project: Project, upload: StoredUpload, purpose: str) -> File:
+def create_file(
+    project: Project, upload: StoredUpload, purpose: str, expires_after_seconds: int | None = None
+) -> File:
+    now = timezone.now()
     return File.objects.create(
         project=project,
+        created_at=now,
         filename=upload.name or "upload",
         bytes=upload.size or 0,
         purpose=purpose,
         storage_name=upload.path.name,
+        expires_at=(
+            now + timedelta(seconds=expires_after_seconds) if expires_after_seconds else None
+        ),
     )
 
 

@@ -125,8 +125,10 @@ def search(
     names = dict(
         File.objects.filter(pk__in={h.file_id for h in hits}).values_list("pk", "filename")
     )
+    # A file that expired is gone, though its chunks wait for the sweep to delete them.
+    hits = [hit for hit in hits if hit.file_id in names]
     for hit in hits:
-        hit.filename = names.get(hit.file_id, "")
+        hit.filename = names[hit.file_id]
     return hits
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from engine.api.errors import ApiError
 from engine.api.schemas import ComparisonFilter, CompoundFilter
 from engine.knowledge import search
-from engine.knowledge.stores import is_expired, touch_stores
+from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import VectorStore
 
 
@@ -24,6 +24,7 @@ def search_store(
     """The best chunks for any of the queries, best first, each with its file's attributes."""
     if is_expired(store):
         raise ApiError(400, f"Vector store '{store.id}' has expired and can no longer be searched.")
+    delete_expired_files()
     file_ids = matching_file_ids(store, filters) if filters is not None else None
     best: dict[int, search.Hit] = {}
     for query in queries:

@@ -6,6 +6,7 @@ rows it works on and the ones it must leave alone (cancelled, removed).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -78,6 +79,22 @@ def delete_store(store: VectorStore) -> None:
     with transaction.atomic():
         remove_store_files(store.files.all())
         store.delete()
+
+
+EXPIRY_SWEEP_SECONDS = 60
+_last_sweep = 0.0
+
+
+def delete_expired_files() -> None:
+    """Delete the files whose `expires_after` has passed, with their chunks and bytes. They
+    are invisible from the moment they expire (`File.objects`); this frees the space, at most
+    once a minute per process."""
+    global _last_sweep
+    if time.monotonic() - _last_sweep < EXPIRY_SWEEP_SECONDS:
+        return
+    _last_sweep = time.monotonic()
+    for file in File.with_expired.filter(expires_at__lte=timezone.now()):
+        delete_file(file)
 
 
 def delete_file(file: File) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DONE = "done"
+KEEPALIVE_SECONDS = 5.0
+KEEPALIVE = b": keep-alive\n\n"
 MESSAGE_DELTA = "thread.message.delta"
 # A text delta's JSON, encoded by hand: it goes out once per token, and only the text varies.
 DELTA_PREFIX = (
@@ -74,8 +76,11 @@ class Subscription:
             with _lock:
                 _to_wake.pop(loop, None)
 
-    async def batches(self) -> AsyncIterator[list[tuple[str, Any]]]:
-        """Everything pushed since the last batch, until the `done` event."""
+    async def batches(
+        self, quiet_after: float | None = None
+    ) -> AsyncIterator[list[tuple[str, Any]]]:
+        """Everything pushed since the last batch, until the `done` event; an empty batch
+        after each `quiet_after` seconds in which nothing was pushed."""
         self._loop = asyncio.get_running_loop()
         self._waiter = asyncio.Event()
         try:
@@ -86,7 +91,10 @@ class Subscription:
                         self._waiter.clear()
                         self._sleeping = True
                 if not batch:
-                    await self._waiter.wait()
+                    try:
+                        await asyncio.wait_for(self._waiter.wait(), quiet_after)
+                    except TimeoutError:
+                        yield []
                     continue
                 done = [i for i, (event, _) in enumerate(batch) if event == DONE]
                 if done:
@@ -151,9 +159,16 @@ def encode(batch: list[tuple[str, Any]]) -> bytes:
     return b"".join(frames)
 
 
-async def sse_stream(subscription: Subscription) -> AsyncIterator[bytes]:
+async def sse_stream(
+    subscription: Subscription, first: list[tuple[str, Any]] | None = None
+) -> AsyncIterator[bytes]:
+    """The run's events as server-sent events, after `first`; a comment while it is quiet,
+    so that a proxy does not take a long wait (a run waiting for its files) for a dead
+    connection: nginx gives up after 60 s by default."""
     try:
-        async for batch in subscription.batches():
-            yield encode(batch)
+        if first:
+            yield encode(first)
+        async for batch in subscription.batches(quiet_after=KEEPALIVE_SECONDS):
+            yield encode(batch) if batch else KEEPALIVE
     finally:
         subscription.close()

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from engine.knowledge import citations, search
-from engine.knowledge.stores import is_expired, touch_stores
+from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import Assistant, Run, VectorStore, VectorStoreFile
 from engine.providers.interface import Knowledge, ToolCallRequest
 
@@ -74,6 +74,7 @@ def still_ingesting(run: Run) -> bool:
 
 def search_scope(run: Run) -> list[str]:
     """The unexpired vector stores a run searches: its assistant's and its thread's."""
+    delete_expired_files()
     store_ids: list[str] = []
     assistant = Assistant.objects.filter(pk=run.assistant_id).first()
     for owner in (assistant, run.thread):

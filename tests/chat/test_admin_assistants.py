@@ -268,6 +268,19 @@ def test_a_file_over_the_limit_is_refused_at_the_field(
     assert AssistantProfile.objects.count() == 0
 
 
+def test_more_knowledge_files_than_one_save_takes_are_refused_at_the_field(
+    admin_client: Client, remote: openai.OpenAI, settings: Any
+) -> None:
+    # The count bounds the request's size, which the server refuses beyond (config/bodies.py).
+    settings.KNOWLEDGE_MAX_FILES = 2
+    files = [SimpleUploadedFile(f"note{i}.md", b"# note\n") for i in range(3)]
+    response = admin_client.post(ADD, form(knowledge_files=files))
+    assert "Add at most 2 knowledge files at once (3 were chosen)" in " ".join(
+        response.context["adminform"].form.errors["knowledge_files"]
+    )
+    assert AssistantProfile.objects.count() == 0
+
+
 def test_import_from_api_makes_rows_for_assistants_not_mirrored(
     admin_client: Client, remote: openai.OpenAI
 ) -> None:

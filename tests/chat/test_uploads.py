@@ -111,6 +111,36 @@ def test_several_files_and_a_word_document_are_accepted(
             assert download.headers["x-content-type-options"] == "nosniff"
 
 
+def test_a_chunked_upload_is_read_whole(owner: ChatClient, scripted: Scripted) -> None:
+    """A body sent with Transfer-Encoding: chunked and no Content-Length, as streaming clients
+    send one: the server gives it the length it turned out to have (config/server.py)."""
+    scripted.script(Reply("Read it."))
+    owner.get("/")  # the CSRF cookie
+    content = b"# Notes\n\n" + b"Chunked bodies arrive in pieces.\n" * 4000
+    boundary = "threadline-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nRead this\r\n',
+        f'--{boundary}\r\nContent-Disposition: form-data; name="assistant"\r\n\r\n'
+        f"{scripted.profile_id}\r\n",
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="notes.md"\r\n'
+        "Content-Type: text/markdown\r\n\r\n",
+    ]
+    body = [part.encode() for part in parts] + [content, f"\r\n--{boundary}--\r\n".encode()]
+    response = owner.http.post(
+        "/c/new/send",
+        content=iter(body),  # an iterator: httpx sends it chunked, with no length
+        headers={**owner.headers(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in response.request.headers
+    conversation = response.headers["HX-Push-Url"]
+    page = owner.get(conversation).text
+    link = re.search(r'href="(/c/\d+/files/[^"]+)"[^>]*>notes\.md<', page)
+    assert link, page
+    assert owner.get(link.group(1)).content == content
+
+
 def test_too_many_files_are_refused(owner: ChatClient, scripted: Scripted) -> None:
     files = [(f"n{i}.txt", b"x", "text/plain") for i in range(11)]
     sent = owner.send("Many", assistant=scripted.profile_id, files=files)

@@ -62,7 +62,7 @@ def check_pagination(client: openai.OpenAI) -> None:
         ({"model": "m", "temperature": "hot"}, "temperature", "number"),
         ({"model": "m", "colour": "blue"}, "colour", "Unrecognized"),
         ({"name": "no model"}, "model", "Missing required"),
-        ({"model": "m", "tools": [{"type": "web_browser"}]}, "tools.0", "type"),
+        ({"model": "m", "tools": [{"type": "web_browser"}]}, "tools[0]", "type"),
         (
             {
                 "model": "m",

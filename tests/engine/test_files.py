@@ -163,6 +163,7 @@ def test_uploads_over_the_limit_are_refused_with_413() -> None:
             for caught in (declared, streamed):
                 assert caught.value.status_code == 413
                 assert caught.value.body["code"] == "file_too_large"
+                assert caught.value.body["param"] == "file"
                 assert (
                     "the largest upload this server accepts is 1,000 bytes"
                     in (caught.value.body["message"])
@@ -172,3 +173,99 @@ def test_uploads_over_the_limit_are_refused_with_413() -> None:
             assert at_the_limit.bytes == 1000
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "served_as"),
+    [
+        ("page.html", "application/octet-stream"),
+        ("drawing.svg", "image/svg+xml"),
+        ("feed.xml", "application/octet-stream"),
+        ("script.js", "application/octet-stream"),
+        ("notes.txt", "text/plain"),
+        ("photo.png", "image/png"),
+        ("report.pdf", "application/pdf"),
+        ("no-extension", "application/octet-stream"),
+    ],
+)
+def test_content_is_served_as_an_allowed_type_or_as_bytes(
+    offline_client: openai.OpenAI, name: str, served_as: str
+) -> None:
+    if served_as == "image/svg+xml":
+        served_as = "application/octet-stream"  # SVG runs scripts: never served as itself
+    uploaded = offline_client.files.create(
+        file=(name, b"<script>alert(1)</script>"), purpose="assistants"
+    )
+    headers = offline_client.files.content(uploaded.id).response.headers
+    assert headers["content-type"].split(";")[0] == served_as
+    assert headers["content-disposition"].startswith("attachment;")
+    assert headers["content-security-policy"] == "sandbox"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_expires_after_sets_expires_at_and_an_expired_file_is_gone() -> None:
+    """A server of its own, restarted to see the sweep that a new process runs at once."""
+    server = ThreadlineServer().start()
+    try:
+        with sdk(server) as client:
+            kept = client.files.create(file=("kept.txt", b"stays"), purpose="assistants")
+            assert kept.expires_at is None
+            brief = client.files.create(
+                file=("brief.txt", b"goes"),
+                purpose="assistants",
+                expires_after={"anchor": "created_at", "seconds": 3600},
+            )
+            assert brief.expires_at == brief.created_at + 3600
+            batch = client.files.create(file=("in.jsonl", b"{}\n"), purpose="batch")
+            assert batch.expires_at == batch.created_at + 30 * 24 * 3600
+            store = client.vector_stores.create(file_ids=[brief.id])
+            assert stored_names(server) and len(stored_names(server)) == 3
+
+            # An hour later, as far as the file knows.
+            server.manage(
+                "shell",
+                "-c",
+                "from datetime import timedelta\n"
+                "from django.utils import timezone\n"
+                "from engine.models import File\n"
+                f"File.with_expired.filter(pk='{brief.id}')"
+                ".update(expires_at=timezone.now() - timedelta(seconds=1))",
+            )
+            with pytest.raises(openai.NotFoundError):
+                client.files.retrieve(brief.id)
+            with pytest.raises(openai.NotFoundError):
+                client.vector_stores.files.create(vector_store_id=store.id, file_id=brief.id)
+            listed = {file.id for file in client.files.list()}
+            assert brief.id not in listed and kept.id in listed
+        # A process sweeps at its first files request, then at most once a minute.
+        server.stop()
+        server.start()
+        with sdk(server) as client:
+            assert kept.id in {file.id for file in client.files.list()}
+            # The sweep deleted its row, its store membership and its bytes.
+            assert client.vector_stores.files.list(vector_store_id=store.id).data == []
+            assert len(stored_names(server)) == 2
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"expires_after[anchor]": "last_active_at", "expires_after[seconds]": "3600"}, "anchor"),
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "60"}, "seconds"),
+        ({"expires_after[anchor]": "created_at"}, "seconds"),
+        ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "soon"}, "seconds"),
+    ],
+)
+def test_a_bad_expires_after_is_a_400_naming_it(
+    offline_engine: ThreadlineServer, fields: dict[str, str], param: str
+) -> None:
+    response = httpx.post(
+        f"{offline_engine.api_url}/files",
+        data={"purpose": "assistants", **fields},
+        files={"file": ("a.txt", b"a")},
+        headers={"Authorization": f"Bearer {ENGINE_KEY}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == f"expires_after.{param}"

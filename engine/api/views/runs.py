@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from engine.api.access import get_owned
 from engine.api.bodies import parse
@@ -23,11 +23,18 @@ from engine.models import Assistant, Project, Run, RunStep, Thread
 from engine.runs import events, lifecycle
 
 SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+# How soon the SDKs' polling helpers (`create_and_poll`, `poll`) ask about a run again; without
+# it the Node SDK waits 5 s between polls. A run's status and steps are saved as they change,
+# and a model's turn or a search takes from a few hundred milliseconds up, so asking twice a
+# second sees each change soon after it happens, for one indexed query per ask.
+RUN_POLL_AFTER_MS = "500"
 
 
-def event_stream(subscription: events.Subscription) -> StreamingHttpResponse:
+def event_stream(
+    subscription: events.Subscription, first: list[tuple[str, Any]] | None = None
+) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
-        events.sse_stream(subscription), content_type="text/event-stream"
+        events.sse_stream(subscription, first), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -46,9 +53,11 @@ def run_fields(body: CreateRun | CreateThreadAndRun) -> dict[str, Any]:
     return fields
 
 
-def start(run: Run, stream: bool | None) -> HttpResponseBase | dict[str, Any]:
+def start(
+    run: Run, stream: bool | None, first: list[tuple[str, Any]] | None = None
+) -> HttpResponseBase | dict[str, Any]:
     if stream:
-        return event_stream(lifecycle.launch_streaming(run))
+        return event_stream(lifecycle.launch_streaming(run), first)
     lifecycle.launch(run)
     return run.to_api()
 
@@ -79,7 +88,8 @@ def create_thread_and_run(request: HttpRequest, project: Project) -> Any:
     with transaction.atomic():
         thread = new_thread(project, thread_body)
         run = lifecycle.new_run(thread, assistant, run_fields(body))
-    return start(run, body.stream)
+    # As OpenAI's stream does: the new thread first, then the run's own events.
+    return start(run, body.stream, first=[("thread.created", thread.to_api())])
 
 
 def get_run(project: Project, thread_id: str, run_id: str) -> Run:
@@ -99,8 +109,10 @@ def list_runs(request: HttpRequest, project: Project, thread_id: str) -> dict[st
 
 def retrieve_run(
     request: HttpRequest, project: Project, thread_id: str, run_id: str
-) -> dict[str, Any]:
-    return get_run(project, thread_id, run_id).to_api()
+) -> JsonResponse:
+    response = JsonResponse(get_run(project, thread_id, run_id).to_api())
+    response["openai-poll-after-ms"] = RUN_POLL_AFTER_MS
+    return response
 
 
 def modify_run(
