@@ -1,8 +1,10 @@
 """Turning what the API says into HTML that is safe to put in the page.
 
-Assistant text is markdown (markdown-it-py, raw HTML off) and then sanitised (nh3), so neither
-the model's HTML, nor `javascript:` links, nor images from other hosts reach the page. Citations
-become numbered links to the cited page of the file, through the ownership-checked file route.
+Assistant text is markdown (markdown-it-py, raw HTML off), with code highlighted by Pygments
+(`chat.highlighting`) and LaTeX maths as MathML (`chat.maths`), and then sanitised (nh3) with
+an allowlist: neither the model's HTML, nor `javascript:` links, nor images from other hosts,
+nor MathML's links and HTML islands reach the page. Citations become numbered links to the
+cited page of the file, through the ownership-checked file route.
 """
 
 from __future__ import annotations
@@ -17,21 +19,61 @@ import nh3
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.texmath import texmath_plugin
 
-ALLOWED_TAGS = {
-    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "img", "li", "ol", "p", "pre", "s", "strong", "table", "tbody", "td", "th", "thead", "tr",
-    "ul",
+from chat.highlighting import TOKEN_CLASS, highlighted
+from chat.maths import mathml
+
+# MathML Core's presentation elements, without <semantics>, <annotation> and <annotation-xml>
+# (the last can hold HTML: a way around any sanitiser) and without <maction>.
+MATHML_TAGS = {
+    "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
+    "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle",
+    "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder", "munderover", "none",
 }  # fmt: skip
+# Layout only: no href, no xlink:*, no event handlers, no style, no colours.
+MATHML_ATTRIBUTES = {
+    "math": {"display"},
+    "menclose": {"notation"},
+    "mfrac": {"linethickness"},
+    "mi": {"mathvariant"},
+    "mo": {"accent", "fence", "form", "largeop", "maxsize", "minsize", "movablelimits",
+           "separator", "stretchy", "symmetric", "lspace", "rspace"},
+    "mover": {"accent"},
+    "munder": {"accentunder"},
+    "munderover": {"accent", "accentunder"},
+    "mpadded": {"depth", "height", "lspace", "voffset", "width"},
+    "mspace": {"depth", "height", "width"},
+    "mstyle": {"displaystyle", "scriptlevel"},
+    "mtable": {"columnalign", "columnlines", "rowalign", "rowlines"},
+    "mtd": {"columnalign", "columnspan", "rowalign", "rowspan"},
+}  # fmt: skip
+ALLOWED_TAGS = {
+    "a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "img", "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th",
+    "thead", "tr", "ul",
+} | MATHML_TAGS  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
+    "pre": {"class"},
+    "span": {"class"},
+    "div": {"class"},
     "ol": {"start"},
     "th": {"style"},
     "td": {"style"},
+    **MATHML_ATTRIBUTES,
 }
 CODE_CLASS = re.compile(r"language-[\w+#.-]{1,40}")
+# The classes our own renderers write; any other class is dropped.
+OWN_CLASSES = {
+    "pre": re.compile(r"math-source"),
+    "code": re.compile(rf"{CODE_CLASS.pattern}|math-source"),
+    "span": TOKEN_CLASS,
+    "div": re.compile(r"math-display"),
+}
 # Citations are swapped for these before markdown and back after sanitising; the model's text
 # cannot forge one, since any such characters in it are dropped first.
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
@@ -48,8 +90,9 @@ def own_url(url: str) -> bool:
 def keep_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "img" and attribute == "src":
         return value if own_url(value) else None
-    if tag == "code" and attribute == "class":
-        return value if CODE_CLASS.fullmatch(value) else None
+    if attribute == "class":
+        allowed = OWN_CLASSES.get(tag)
+        return value if allowed is not None and allowed.fullmatch(value) else None
     return value
 
 
@@ -73,9 +116,40 @@ def foreign_image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: A
     return f'<a href="{html.escape(src)}">{html.escape(alt)}</a>'
 
 
-MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+def code_block(code: str, language: str, attributes: str) -> str:
+    """markdown-it's highlight hook: the inside of <pre><code class="language-…">."""
+    return highlighted(code, language.split()[0] if language else "")
+
+
+def inline_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    return mathml(tokens[idx].content, display=False)
+
+
+def display_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    return f'<div class="math-display">{mathml(tokens[idx].content, display=True)}</div>\n'
+
+
+def inline_display_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """$$…$$ inside a paragraph: displayed, but with no block element inside the <p>."""
+    return mathml(tokens[idx].content, display=True)
+
+
+MARKDOWN = MarkdownIt(
+    "commonmark",
+    {"html": False, "linkify": False, "typographer": False, "highlight": code_block},
+)
 MARKDOWN.enable(["table", "strikethrough"])
 MARKDOWN.add_render_rule("image", foreign_image_as_link)
+# $…$ and $$…$$ (not "$5 and $10": no digits or spaces just inside the dollars), then \(…\)
+# and \[…\]. Both plugins name their tokens alike; these rules render them all.
+dollarmath_plugin(
+    MARKDOWN, allow_labels=False, allow_space=False, allow_digits=False, double_inline=True
+)
+texmath_plugin(MARKDOWN, delimiters="brackets")
+MARKDOWN.add_render_rule("math_inline", inline_math)
+MARKDOWN.add_render_rule("math_inline_double", inline_display_math)
+for _name in ("math_block", "math_block_eqno"):
+    MARKDOWN.add_render_rule(_name, display_math)
 
 
 def markdown_html(text: str) -> SafeString:
@@ -117,6 +191,13 @@ class MessageView:
     footnotes: list[Footnote] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     incomplete: bool = False
+    message_id: str = ""
+    run_id: str = ""
+    # What "Copy" copies: the text as written (markdown), citations as their numbers.
+    source: str = ""
+    # Set by the page for the newest answer (Regenerate) and people's messages (Edit).
+    regenerable: bool = False
+    editable: bool = False
 
 
 # The route that opens a conversation's files: its owner's, or the admin's (for a transcript).
@@ -142,6 +223,12 @@ def citation(annotation: dict[str, Any]) -> tuple[str, str, int | None, str]:
     )
 
 
+def quoted_in(quote: str, text: str) -> bool:
+    """Whether the text already quotes this (an offline answer is made of its quotes)."""
+    words = " ".join(quote.removesuffix("…").split())
+    return bool(words) and words in " ".join(text.split())
+
+
 def cited_text(
     text: str,
     annotations: list[dict[str, Any]],
@@ -149,8 +236,11 @@ def cited_text(
     names: dict[str, str],
     first_number: int = 1,
     file_route: str = OWNER_FILES,
-) -> tuple[SafeString, list[Footnote]]:
-    """Markdown with each citation marker replaced by a numbered link, and the footnotes."""
+) -> tuple[SafeString, list[Footnote], str]:
+    """Markdown with each citation marker replaced by a numbered link, the footnotes, and the
+    text with each marker as its number in brackets (what "Copy" copies).
+
+    A footnote names its source; it repeats the quote only where the text does not hold it."""
     text = text.replace(CITE_OPEN, "").replace(CITE_CLOSE, "")
     footnotes: list[Footnote] = []
     numbers: dict[tuple[str, int | None, str], int] = {}
@@ -174,17 +264,19 @@ def cited_text(
                     number=numbers[key],
                     name=name or names.get(file_id, "a file"),
                     page=page,
-                    quote=quote,
+                    quote="" if quoted_in(quote, text) else quote,
                     url=file_url(conversation_id, file_id, page, file_route),
                 )
             )
         spans.append((start, end, numbers[key]))
     # Replace from the end, so earlier offsets stay right; overlapping markers are dropped.
     limit = len(text)
+    source = text
     for start, end, number in sorted(spans, reverse=True):
         if end > limit:
             continue
         text = f"{text[:start]}{CITE_OPEN}{number}{CITE_CLOSE}{text[end:]}"
+        source = f"{source[:start].rstrip(' ')} [{number}]{source[end:]}"
         limit = start
     rendered = markdown_html(text)
     by_number = {note.number: note for note in footnotes}
@@ -197,7 +289,7 @@ def cited_text(
             f'title="{html.escape(where)}">{note.number}</a></sup>'
         )
 
-    return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes  # noqa: S308
+    return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes, source  # noqa: S308
 
 
 def cited_file_ids(messages: list[dict[str, Any]]) -> set[str]:
@@ -222,15 +314,17 @@ def message_view(
 ) -> MessageView:
     role = message.get("role", "assistant")
     pieces: list[str] = []
+    sources: list[str] = []
     footnotes: list[Footnote] = []
     for part in message.get("content") or []:
         if part.get("type") == "text":
             text = part["text"].get("value", "")
             if role == "user":
                 pieces.append(escape_text(text))
+                sources.append(text)
                 continue
             annotations = part["text"].get("annotations") or []
-            body, notes = cited_text(
+            body, notes, source = cited_text(
                 text,
                 annotations,
                 conversation_id,
@@ -239,6 +333,7 @@ def message_view(
                 file_route=file_route,
             )
             pieces.append(body)
+            sources.append(source)
             footnotes.extend(notes)
         elif part.get("type") == "image_file":
             image_id = part["image_file"]["file_id"]
@@ -260,4 +355,7 @@ def message_view(
         footnotes=footnotes,
         attachments=attachments,
         incomplete=message.get("status") == "incomplete",
+        message_id=str(message.get("id", "")),
+        run_id=str(message.get("run_id") or ""),
+        source="\n\n".join(sources),
     )
