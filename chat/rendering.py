@@ -195,9 +195,11 @@ class MessageView:
     run_id: str = ""
     # What "Copy" copies: the text as written (markdown), citations as their numbers.
     source: str = ""
-    # Set by the page for the newest answer (Regenerate) and people's messages (Edit).
+    conversation_id: int = 0
+    # Shown in the owner's page only (Copy, Edit, Regenerate), not in the admin's transcript.
+    actions: bool = False
+    # The newest answer of the thread, which Regenerate replaces.
     regenerable: bool = False
-    editable: bool = False
 
 
 # The route that opens a conversation's files: its owner's, or the admin's (for a transcript).
@@ -356,6 +358,7 @@ def message_view(
         attachments=attachments,
         incomplete=message.get("status") == "incomplete",
         message_id=str(message.get("id", "")),
+        conversation_id=conversation_id,
         run_id=str(message.get("run_id") or ""),
         source="\n\n".join(sources),
     )

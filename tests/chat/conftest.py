@@ -21,6 +21,7 @@ import openai
 import pytest
 
 from chat import assistants_api as api
+from chat import titles
 from tests.fake_model import FakeModelServer
 from tests.servers import (
     ENGINE_KEY,
@@ -74,9 +75,14 @@ class ChatServer:
 
 @pytest.fixture(scope="session")
 def chat_model() -> Iterator[FakeModelServer]:
-    """The chat's own scripted model API: what it records is none of the engine tests' business."""
+    """The chat's own scripted model API: what it records is none of the engine tests' business.
+
+    The chat asks the model for a title after a conversation's first answer; those requests
+    are answered apart (with the first message, unless a test scripts a title), so they never
+    take a turn a test scripted for its conversation."""
     server = FakeModelServer()
     server.start()
+    server.script_instructions(titles.INSTRUCTIONS)
     yield server
     server.stop()
 

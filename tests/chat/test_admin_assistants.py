@@ -261,7 +261,7 @@ def test_a_file_over_the_limit_is_refused_at_the_field(
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1024
     big = SimpleUploadedFile("big.md", b"x" * 2048)
     response = admin_client.post(ADD, form(knowledge_files=[big]))
-    assert "big.md is larger than 1 KB" in " ".join(
+    assert "big.md is over the 1 KB limit" in " ".join(
         response.context["adminform"].form.errors["knowledge_files"]
     )
     assert response.wsgi_request.FILES.getlist("knowledge_files") == []  # never kept
