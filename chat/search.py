@@ -41,7 +41,7 @@ def matching(conversations: QuerySet[Conversation], query: str) -> QuerySet[Conv
 def said(words: list[str]) -> RawSQL:
     """The ids of conversations with a message holding all the words: a subquery."""
     if connection.vendor == "postgresql":
-        query = " & ".join(words[:-1] + [f"{words[-1]}:*"])
+        query = " & ".join([*words[:-1], f"{words[-1]}:*"])
         return RawSQL(
             "SELECT conversation_id FROM chat_saidtext "
             "WHERE to_tsvector('simple', text) @@ to_tsquery('simple', %s)",

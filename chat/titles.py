@@ -39,6 +39,8 @@ CATALOG_KEY = "chat:model-catalog"
 CATALOG_SECONDS = 60
 OFFLINE_OWNER = "threadline"
 
+# Quotation marks a model may put around its title.
+QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
 TEXT_ONLY = nh3.Cleaner(tags=set(), clean_content_tags=set())
 
 
@@ -89,7 +91,7 @@ def ask(conversation_id: int) -> Conversation | None:
 def cleaned(answer: str) -> str:
     """The model's title: one line, no markdown, quotes or trailing full stop, not too long."""
     first = next((line for line in answer.splitlines() if line.strip()), "")
-    title = plain_title(first).strip().strip("\"'“”‘’«»").removeprefix("Title:").strip()
+    title = plain_title(first).strip().strip(QUOTES).removeprefix("Title:").strip()
     return Conversation.title_from(title.rstrip(".")) if title else ""
 
 
