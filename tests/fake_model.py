@@ -156,7 +156,7 @@ class FakeModelServer:
 
     def script_instructions(self, marker: str, turns: Sequence[Turn] = ()) -> None:
         """Answer requests whose system message contains ``marker`` from ``turns``, then (when
-        they run out) with the last user message, unprefixed."""
+        they run out) with the last user message, unprefixed, on one line."""
         with self._lock:
             self._instruction_scripts[marker] = deque(turns)
 
@@ -336,7 +336,7 @@ class FakeModelServer:
         with self._lock:
             for marker, turns in self._instruction_scripts.items():
                 if marker in system:
-                    return turns.popleft() if turns else Reply(last_user)
+                    return turns.popleft() if turns else Reply(" ".join(last_user.split()))
             queue = self._scripts.get(model)
             if queue:
                 return queue.popleft()

@@ -219,3 +219,17 @@ def test_hostile_maths_stays_inert(payload: str) -> None:
         assert tag in MATHML_TAGS | {"p", "div", "pre", "code"}, (tag, html[:300])
         for name in attributes:
             assert name in {"display", "class", "mathvariant", "stretchy", "fence"}, (name, html)
+
+
+def test_a_footnote_does_not_repeat_a_quote_the_answer_already_shows() -> None:
+    text = "> Four packages constitute the model. 【0:0†a.pdf】\n\nAnd more 【0:1†a.pdf】."
+    notes = [
+        annotation(text, "【0:0†a.pdf】", "file-a", 7, "Four packages constitute the model."),
+        annotation(text, "【0:1†a.pdf】", "file-a", 9, "A quote the text does not hold."),
+    ]
+    html, footnotes, _ = cited_text(text, notes, 1, {})
+    assert html.count("Four packages constitute the model.") == 1
+    assert [(n.page, n.quote) for n in footnotes] == [
+        (7, ""),
+        (9, "A quote the text does not hold."),
+    ]
