@@ -48,7 +48,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/engine_stream.py
 
-# The engine's suite again on PostgreSQL; THREADLINE_TEST_POSTGRES names its maintenance database.
+# The engine's suite again on PostgreSQL, and the chat's search (its own full-text index);
+# THREADLINE_TEST_POSTGRES names the maintenance database.
 test-postgres: $(VENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
-	$(PY) -m pytest tests/engine $(PYTEST_ARGS)
+	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PYTEST_ARGS)

@@ -223,12 +223,6 @@ def remove_assistant(assistant_id: str) -> None:
         sync_client().beta.assistants.delete(assistant_id)
 
 
-@translated_sync
-def model_names() -> list[str]:
-    """The models the Assistants API says a run may name (suggestions for admins)."""
-    return [model.id for model in model_catalog()]
-
-
 @dataclass(frozen=True)
 class Model:
     id: str

@@ -27,31 +27,30 @@ def terms(query: str) -> list[str]:
 
 
 def matching(conversations: QuerySet[Conversation], query: str) -> QuerySet[Conversation]:
-    """The conversations whose title or messages hold every word of the query (the last one
-    as a prefix, since people search as they type)."""
+    """The conversations that hold every word of the query, in their title or in anything said
+    in them (the last word as a prefix: people search as they type). One SQL query: a
+    full-text subquery per word."""
     words = terms(query)
-    if not words:
-        return conversations
-    in_title = Q()
-    for word in words:
-        in_title &= Q(title__icontains=word)
-    return conversations.filter(in_title | Q(pk__in=said(words)))
+    for position, word in enumerate(words):
+        prefix = position == len(words) - 1
+        conversations = conversations.filter(
+            Q(title__icontains=word) | Q(pk__in=said(word, prefix=prefix))
+        )
+    return conversations
 
 
-def said(words: list[str]) -> RawSQL:
-    """The ids of conversations with a message holding all the words: a subquery."""
+def said(word: str, *, prefix: bool) -> RawSQL:
+    """The ids of conversations with a message holding the word: a subquery."""
     if connection.vendor == "postgresql":
-        query = " & ".join([*words[:-1], f"{words[-1]}:*"])
         return RawSQL(
             "SELECT conversation_id FROM chat_saidtext "
             "WHERE to_tsvector('simple', text) @@ to_tsquery('simple', %s)",
-            [query],
+            [f"{word}:*" if prefix else word],
         )
-    match = " ".join([*(f'"{w}"' for w in words[:-1]), f'"{words[-1]}"*'])
     return RawSQL(
-        "SELECT s.conversation_id FROM chat_saidtext s WHERE s.id IN "
+        "SELECT conversation_id FROM chat_saidtext WHERE id IN "
         "(SELECT rowid FROM chat_saidtext_fts WHERE chat_saidtext_fts MATCH %s)",
-        [match],
+        [f'"{word}"*' if prefix else f'"{word}"'],
     )
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import nh3
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 
 from chat import assistants_api as api
+from chat import model_catalog
 from chat.models import Conversation
 from chat.rendering import MARKDOWN
 
@@ -34,10 +34,6 @@ MAX_TOKENS = 24
 # What the model is shown of each message: the gist is at the start.
 SHOWN_CHARS = 2_000
 WAIT_SECONDS = 45.0
-# Who serves which model, remembered for a minute (the admin's model box shares it).
-CATALOG_KEY = "chat:model-catalog"
-CATALOG_SECONDS = 60
-OFFLINE_OWNER = "threadline"
 
 # Quotation marks a model may put around its title.
 QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
@@ -49,25 +45,6 @@ def plain_title(text: str) -> str:
     rendered = MARKDOWN.render(text)
     words = html.unescape(TEXT_ONLY.clean(rendered))
     return Conversation.title_from(words or text)
-
-
-def catalog() -> list[api.Model]:
-    """The models the API lists (none while it is away), remembered for a minute."""
-    models: list[api.Model] | None = cache.get(CATALOG_KEY)
-    if models is None:
-        try:
-            models = api.model_catalog()
-        except api.AssistantsError:
-            models = []
-        cache.set(CATALOG_KEY, models, CATALOG_SECONDS)
-    return models
-
-
-def language_model_listed() -> bool:
-    """Whether the API lists a language model: Threadline's engine lists a configured model
-    API's models, and nothing but its offline model when there is none (whose answers would
-    make no title). Any other Assistants API lists only real models."""
-    return any(model.owned_by != OFFLINE_OWNER for model in catalog())
 
 
 def ask(conversation_id: int) -> Conversation | None:
@@ -82,9 +59,8 @@ def ask(conversation_id: int) -> Conversation | None:
         or conversation.title_source != Conversation.TitleSource.MESSAGE
     ):
         return None
-    offline = {m.id for m in catalog() if m.owned_by == OFFLINE_OWNER}
-    if conversation.assistant.model in offline or not language_model_listed():
-        return None
+    if model_catalog.is_offline(conversation.assistant.model):
+        return None  # the offline model answers with passages, not titles
     return conversation if conversation.ask_title() else None
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,6 +19,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from chat import assistants_api as api
+from chat import model_catalog
 from chat.admin import assistant_sync
 from chat.admin.forms import AssistantProfileForm, SuggestingInput
 from chat.middleware import too_large_uploads
@@ -27,8 +27,14 @@ from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import human_size
 
 FIELDS = "admin/chat/assistantprofile/fields.html"
-MODEL_NAMES_KEY = "chat:admin:model-names"
-MODEL_NAMES_SECONDS = 60
+OFFLINE_HELP = (
+    "No model API is configured, so every model name is answered by the offline retrieval "
+    "model, which quotes the assistant's documents."
+)
+ONLINE_HELP = (
+    "The configured model API's models are suggested; threadline-retrieval always selects the "
+    "offline retrieval model, which quotes the assistant's documents."
+)
 
 
 @admin.register(AssistantProfile)
@@ -78,20 +84,13 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "model":
-            kwargs["widget"] = SuggestingInput(self.model_names(request))
+            # The API's models, remembered for a minute (chat.model_catalog), so a slow API
+            # slows one admin page a minute, not every one.
+            kwargs["widget"] = SuggestingInput(model_catalog.names())
+            kwargs["help_text"] = (
+                ONLINE_HELP if model_catalog.language_model_listed() else OFFLINE_HELP
+            )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
-
-    def model_names(self, request: HttpRequest) -> list[str]:
-        """The API's models, remembered for a minute (none while the API is away), so a slow
-        API slows one admin page a minute, not every one."""
-        names = cache.get(MODEL_NAMES_KEY)
-        if names is None:
-            try:
-                names = api.model_names()
-            except api.AssistantsError:
-                names = []
-            cache.set(MODEL_NAMES_KEY, names, MODEL_NAMES_SECONDS)
-        return names
 
     # --- List columns and read-only fields --------------------------------------------------------
 
@@ -115,12 +114,12 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        names = self.model_names(request)
-        if names and obj.model not in names:
+        # Once, when the name is set; and only where a model API is there to not know it.
+        if "model" in form.changed_data and model_catalog.unknown(obj.model):
             messages.warning(
                 request,
-                f"The Assistants API does not list a model called {obj.model!r}. "
-                "It was kept; runs will fail if the model API does not know it either.",
+                f"The model API does not list a model called {obj.model!r}. It was kept; "
+                "runs will fail if the model API does not know it either.",
             )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
