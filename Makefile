@@ -11,6 +11,13 @@ export HOST PORT
 
 .PHONY: run serve test test-postgres lint format check bench setup
 
+# Node packages the tests use (axe-core, injected into Chromium); installed again when the
+# lock file changes. Nothing from node_modules is served.
+NODE_MODULES := node_modules/.installed
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --silent
+	touch $@
+
 # Installs again only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,7 +41,7 @@ serve: $(VENV)/.installed
 	@echo "Threadline is serving on http://$(HOST):$(PORT)/; Ctrl-C stops it."
 	$(DAPHNE)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(NODE_MODULES)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
