@@ -11,7 +11,7 @@ import pytest
 
 from chat import titles
 from tests.chat.conftest import Browser, Scripted
-from tests.chat.test_browser import start_chat, wait_until_idle, words
+from tests.chat.test_browser import start_chat, wait_until_idle
 from tests.fake_model import Reply
 
 pytestmark = pytest.mark.browser
