@@ -44,7 +44,6 @@ class AssistantProfileAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "published", "sync_state", "assistant_id", "updated_at"]
     list_filter = ["published", "file_search"]
     search_fields = ["name", "description", "model"]
-    filter_horizontal = ["groups"]
     actions = ["sync_now"]
     readonly_fields = ["sync_status", "knowledge_panel"]
     fieldsets = [
