@@ -67,6 +67,8 @@ def ask(conversation_id: int) -> Conversation | None:
 def cleaned(answer: str) -> str:
     """The model's title: one line, no markdown, quotes or trailing full stop, not too long."""
     first = next((line for line in answer.splitlines() if line.strip()), "")
+    if not first:
+        return ""
     title = plain_title(first).strip().strip(QUOTES).removeprefix("Title:").strip()
     return Conversation.title_from(title.rstrip(".")) if title else ""
 

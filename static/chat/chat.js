@@ -320,23 +320,29 @@
 
   // --- Telling screen readers the answer, politely and a sentence or more at a time ------------
   const announcer = () => document.getElementById("announcer");
+  let hush = null;
   function say(text) {
     const region = announcer();
-    if (region) region.textContent = text;
+    if (!region) return;
+    region.textContent = text;
+    // Emptied again once it has been heard: stale text in a live region can be read twice.
+    clearTimeout(hush);
+    hush = setTimeout(() => { region.textContent = ""; }, 2000);
   }
   let spoken = 0; // words of the growing answer already announced
-  let source = null; // the answer element they belong to
+  let source = null; // the id of the answer they belong to (its element is swapped as it grows)
   let lastSaid = 0;
   function words(element) {
     return element.textContent.replace(/▍/g, "").split(/\s+/).filter(Boolean);
   }
   function announce(force) {
     const growing = document.querySelector(".message.streaming .md");
-    if (growing && growing.closest(".message") !== source) {
-      source = growing.closest(".message");
+    if (growing && growing.closest(".message").id !== source) {
+      source = growing.closest(".message").id;
       spoken = 0;
     }
-    const element = growing || (source && document.getElementById(source.id) && document.getElementById(source.id).querySelector(".md"));
+    const finished = source && document.getElementById(source);
+    const element = growing || (finished && finished.querySelector(".md"));
     if (!element) return;
     const now = Date.now();
     const done = !growing;

@@ -9,10 +9,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.chat.conftest import Browser, ChatServer, Scripted
+from tests.chat.conftest import Browser, ChatClient, ChatServer, Scripted
 from tests.chat.test_browser import start_chat, wait_until_idle
 from tests.fake_model import Reply
-from tests.servers import ENGINE_KEY
+from tests.servers import ENGINE_KEY, shell
 
 pytestmark = pytest.mark.browser
 BOTH = pytest.mark.parametrize("screen", ["desktop", "phone"])
@@ -21,8 +21,6 @@ BOTH = pytest.mark.parametrize("screen", ["desktop", "phone"])
 def thread_texts(chat_server: ChatServer, browser: Browser) -> list[tuple[str, str]]:
     """(role, text) of the thread's messages as the API holds them, oldest first."""
     conversation_id = int(browser.page.url.rstrip("/").split("/")[-1])
-    from tests.servers import shell
-
     thread_id = shell(
         chat_server.server,
         "import json\nfrom chat.models import Conversation\n"
@@ -53,9 +51,10 @@ def test_copy_regenerate_and_edit(
 
     # Regenerate: the answer is removed through the API, and a new one written.
     answer.get_by_role("button", name="Regenerate").click()
-    page.get_by_text("The second answer.").wait_for()
+    messages = page.locator("#messages")
+    messages.get_by_text("The second answer.").wait_for()
     wait_until_idle(browser)
-    assert page.get_by_text("The first answer.").count() == 0
+    assert messages.get_by_text("The first answer.").count() == 0
     assert page.get_by_role("button", name="Regenerate").count() == 1
     assert thread_texts(chat_server, browser) == [
         ("user", "Tell me *something*"),
@@ -77,9 +76,9 @@ def test_copy_regenerate_and_edit(
     assert box.input_value() == "Tell me *something*"
     box.fill("Tell me something else")
     dialog.get_by_role("button", name="Send edited message").click()
-    page.get_by_text("An answer to the edit.").wait_for()
+    messages.get_by_text("An answer to the edit.").wait_for()
     wait_until_idle(browser)
-    assert page.get_by_text("Tell me *something*").count() == 0
+    assert messages.get_by_text("Tell me *something*").count() == 0
     assert thread_texts(chat_server, browser) == [
         ("user", "Tell me something else"),
         ("assistant", "An answer to the edit."),
@@ -108,7 +107,7 @@ def test_regenerate_and_edit_wait_for_the_running_answer(
     alert = page.get_by_role("alert").filter(has_text="still answering")
     alert.wait_for()
     browser.shot("refused")
-    assert page.get_by_text("Changed while it answers").count() == 0
+    assert page.locator("#messages").get_by_text("Changed while it answers").count() == 0
     page.get_by_role("button", name="Stop").click()
     wait_until_idle(browser)
 
@@ -116,8 +115,6 @@ def test_regenerate_and_edit_wait_for_the_running_answer(
 def test_another_user_cannot_regenerate_or_edit(
     browser: Browser, scripted: Scripted, chat_server: ChatServer
 ) -> None:
-    from tests.chat.conftest import ChatClient
-
     scripted.script(Reply("Mine."))
     start_chat(browser, scripted, "Private")
     wait_until_idle(browser)
@@ -136,7 +133,7 @@ def test_another_user_cannot_regenerate_or_edit(
         anonymous.close()
     finally:
         stranger.close()
-    assert browser.page.get_by_text("Mine.").count() == 1
+    assert browser.page.locator("#messages").get_by_text("Mine.").count() == 1
 
 
 @BOTH

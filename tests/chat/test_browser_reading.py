@@ -240,3 +240,32 @@ def test_dark_mode_follows_the_system(
     finally:
         dark.close()
     assert dark.errors == []
+
+
+def test_screen_readers_hear_the_answer_a_sentence_or_more_at_a_time(
+    browser: Browser, scripted: Scripted
+) -> None:
+    sentences = [f"Sentence {i} has a few more words in it." for i in range(30)]
+    scripted.script(Reply(" ".join(sentences), chunk_delay=0.03))
+    page = browser.page
+    page.goto("/")
+    # Every change of the polite live region, as a screen reader would be told of it.
+    page.evaluate(
+        """() => {
+            window.heard = [];
+            const region = document.getElementById('announcer');
+            new MutationObserver(() => window.heard.push(region.textContent))
+                .observe(region, { childList: true, characterData: true, subtree: true });
+        }"""
+    )
+    assert page.locator("#announcer").get_attribute("aria-live") == "polite"
+    page.get_by_label("Assistant").select_option(str(scripted.profile_id))
+    page.get_by_role("textbox", name="Message").fill("Talk to me")
+    page.get_by_role("button", name="Send").click()
+    wait_until_idle(browser)
+    page.wait_for_function("() => window.heard.join(' ').includes('Sentence 29')")
+    heard = [text for text in page.evaluate("window.heard") if text]
+    tokens = len(" ".join(sentences).split())
+    assert 2 <= len(heard) < tokens / 8, heard  # throttled: far fewer than the tokens
+    assert all(text.endswith(".") for text in heard), heard  # whole sentences
+    assert " ".join(heard).split() == " ".join(sentences).split()  # all of it, once

@@ -7,6 +7,7 @@ import re
 
 import openai
 
+from chat.titles import cleaned, plain_title
 from tests.chat.conftest import ChatClient, ChatServer, Scripted
 from tests.fake_model import Reply
 from tests.servers import ENGINE_KEY, shell
@@ -105,3 +106,13 @@ def test_long_threads_load_older_messages_on_demand(owner: ChatClient, scripted:
     assert (
         fragment.index("question 0<") < fragment.index("answer 0<") < fragment.index("question 1<")
     )
+
+
+def test_a_model_title_is_one_plain_line() -> None:
+    assert plain_title("# **Bold** and `code`\n\n- a [link](https://x.example)") == (
+        "Bold and code a link"
+    )
+    assert cleaned('"Cooking rice quickly."\nExtra line') == "Cooking rice quickly"
+    assert cleaned("Title: **Rice**") == "Rice"
+    assert cleaned("   \n") == ""
+    assert len(cleaned("word " * 60)) <= 80
