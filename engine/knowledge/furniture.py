@@ -80,5 +80,7 @@ def without_furniture(pages: list[Page]) -> list[Page]:
             if not LEADER.search(line)
             and not (line in edge and (shape(line) in repeated or PAGE_NUMBER.fullmatch(line)))
         ]
-        cleaned.append(Page(page.number, "\n".join(kept).strip()))
+        # A page that is nothing but a number keeps it: that is then what the page says.
+        text = "\n".join(kept).strip() or page.text
+        cleaned.append(Page(page.number, text))
     return cleaned

@@ -67,3 +67,8 @@ def test_quotes_are_whole_sentences_without_headings_or_leaders() -> None:
     assert excerpt(passage, "What does the events package hold?") == (
         "The Events package holds events."
     )
+
+
+def test_a_page_that_is_only_its_number_keeps_it() -> None:
+    pages = [Page(1, "1"), Page(2, "2"), Page(3, "3")]
+    assert [p.text for p in without_furniture(pages)] == ["1", "2", "3"]
