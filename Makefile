@@ -11,6 +11,13 @@ export HOST PORT
 
 .PHONY: run serve test test-postgres lint format check bench setup
 
+# Node packages the tests use (axe-core, injected into Chromium); installed again when the
+# lock file changes. Nothing from node_modules is served.
+NODE_MODULES := node_modules/.installed
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --silent
+	touch $@
+
 # Installs again only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +47,7 @@ $(NODE_FLOWS)/node_modules/.installed: $(NODE_FLOWS)/package.json $(NODE_FLOWS)/
 	npm ci --prefix $(NODE_FLOWS) --no-audit --no-fund --silent
 	touch $@
 
-test: $(VENV)/.installed $(NODE_FLOWS)/node_modules/.installed
+test: $(VENV)/.installed $(NODE_MODULES) $(NODE_FLOWS)/node_modules/.installed
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,7 +61,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/engine_stream.py
 
-# The engine's suite again on PostgreSQL; THREADLINE_TEST_POSTGRES names its maintenance database.
+# The engine's suite again on PostgreSQL, and the chat's search (its own full-text index);
+# THREADLINE_TEST_POSTGRES names the maintenance database.
 test-postgres: $(VENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
-	$(PY) -m pytest tests/engine $(PYTEST_ARGS)
+	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from chat.models import AssistantProfile, Conversation
+from chat.search import matching
 
 
 def conversation_for(user: User | AnonymousUser, conversation_id: int | str) -> Conversation:
@@ -29,10 +30,8 @@ aconversation_for = sync_to_async(conversation_for)
 
 
 def conversations_of(user: User, search: str = "") -> QuerySet[Conversation]:
-    conversations = Conversation.objects.filter(owner=user)
-    if search.strip():
-        conversations = conversations.filter(title__icontains=search.strip())
-    return conversations
+    """The user's conversations; with `search`, those whose title or messages hold its words."""
+    return matching(Conversation.objects.filter(owner=user), search)
 
 
 def assistants_for(user: User) -> QuerySet[AssistantProfile]:

@@ -239,10 +239,17 @@ def remove_assistant(assistant_id: str) -> None:
         sync_client().beta.assistants.delete(assistant_id)
 
 
+@dataclass(frozen=True)
+class Model:
+    id: str
+    owned_by: str
+
+
 @translated_sync
-def model_names() -> list[str]:
-    """The models the Assistants API says a run may name (suggestions for admins)."""
-    return [model.id for model in sync_client().models.list()]
+def model_catalog() -> list[Model]:
+    """The models the Assistants API lists, with who serves each: Threadline's engine lists a
+    configured model API's models, and its own offline model as owned by "threadline"."""
+    return [Model(model.id, model.owned_by) for model in sync_client().models.list()]
 
 
 # --- Threads and messages -------------------------------------------------------------------------
@@ -288,7 +295,30 @@ async def create_message(thread_id: str, text: str, file_ids: list[str]) -> dict
 
 @translated
 async def delete_message(thread_id: str, message_id: str) -> None:
-    await async_client().beta.threads.messages.delete(message_id, thread_id=thread_id)
+    with contextlib.suppress(openai.NotFoundError):  # already gone: that is what was asked
+        await async_client().beta.threads.messages.delete(message_id, thread_id=thread_id)
+
+
+@translated
+async def recent_messages(thread_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The thread's newest messages, newest first."""
+    page = await async_client().beta.threads.messages.list(thread_id, order="desc", limit=limit)
+    return [m.to_dict() for m in page.data]
+
+
+@translated
+async def retrieve_message(thread_id: str, message_id: str) -> dict[str, Any]:
+    message = await async_client().beta.threads.messages.retrieve(message_id, thread_id=thread_id)
+    return message.to_dict()
+
+
+@translated
+async def messages_after(thread_id: str, message_id: str) -> list[dict[str, Any]]:
+    """Every message newer than this one, oldest first."""
+    page = async_client().beta.threads.messages.list(
+        thread_id, order="asc", after=message_id, limit=100
+    )
+    return [m.to_dict() async for m in page]
 
 
 @dataclass
@@ -358,9 +388,15 @@ class Started:
 
 
 @translated
-async def start_run(thread_id: str | None, assistant_id: str, text: str | None = None) -> Started:
-    """Start a streaming run, adding the person's `text` first if given, in the same request;
-    with no `thread_id`, on a new thread. Returns once the API has created the run."""
+async def start_run(
+    thread_id: str | None,
+    assistant_id: str,
+    text: str | None = None,
+    file_ids: list[str] | None = None,
+) -> Started:
+    """Start a streaming run, adding the person's `text` (with the files `file_ids`, for
+    file_search) first if given, in the same request; with no `thread_id`, on a new thread.
+    Returns once the API has created the run."""
     stream_timeout = openai.Timeout(settings.ASSISTANTS_TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)
     client = async_client()
     opening: AbstractAsyncContextManager[Any]
@@ -375,9 +411,13 @@ async def start_run(thread_id: str | None, assistant_id: str, text: str | None =
             timeout=stream_timeout,
         )
     else:
-        additional: list[AdditionalMessage] = (
-            [{"role": "user", "content": text}] if text is not None else []
-        )
+        additional: list[AdditionalMessage] = []
+        if text is not None:
+            additional.append({"role": "user", "content": text})
+            if file_ids:
+                additional[0]["attachments"] = [
+                    {"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids
+                ]
         opening = client.beta.threads.runs.with_streaming_response.create(
             thread_id,
             assistant_id=assistant_id,
@@ -500,6 +540,46 @@ def run_event(event: str, data: str) -> RunEvent | None:
         )
         return RunEvent(event, {"message_id": payload["id"], "text": text})
     return RunEvent(event, payload)
+
+
+@translated
+async def one_off_answer(
+    assistant_id: str,
+    instructions: str,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+) -> str:
+    """What the assistant's model answers to `messages` under `instructions`, with no tools, on
+    a thread of its own that is deleted afterwards (a title for a conversation, say)."""
+    client = async_client()
+    thread_messages: list[ThreadMessage] = [
+        {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
+        for m in messages
+    ]
+    run = await client.beta.threads.create_and_run_poll(
+        assistant_id=assistant_id,
+        thread={"messages": thread_messages},
+        instructions=instructions,
+        tools=[],
+        max_completion_tokens=max_tokens,
+        poll_interval_ms=250,
+    )
+    try:
+        if run.status not in ("completed", "incomplete"):
+            error = run.last_error.message if run.last_error else run.status
+            raise AssistantsError(f"The answer did not complete: {error}")
+        page = await client.beta.threads.messages.list(
+            run.thread_id, run_id=run.id, order="asc", limit=10
+        )
+        return "".join(
+            part.text.value
+            for message in page.data
+            for part in message.content
+            if part.type == "text"
+        )
+    finally:
+        with contextlib.suppress(openai.OpenAIError):
+            await client.beta.threads.delete(run.thread_id)
 
 
 @translated_sync

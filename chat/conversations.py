@@ -1,4 +1,5 @@
-"""What people do with their conversations: send, retry, stop, read, rename, delete.
+"""What people do with their conversations: send, retry, regenerate, edit, stop, read, rename,
+delete.
 
 Each workflow either happens whole or leaves nothing behind: if the Assistants API fails half
 way through a send, what was already created remotely (thread, files, message) is removed again
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,12 +20,13 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat import assistants_api as api
-from chat import remote_assistant
+from chat import remote_assistant, search
 from chat.access import may_use
 from chat.live import relay, replay
 from chat.live.answer import RunView
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
+from chat.titles import plain_title
 from chat.tools import rounds
 from chat.tools.history import attach_calls
 from chat.uploads import CheckedFile
@@ -32,6 +34,7 @@ from chat.uploads import CheckedFile
 log = logging.getLogger(__name__)
 
 BUSY = "The assistant is still answering. Wait until it has finished, or press Stop."
+STALE = "The conversation has changed since this page was loaded. Reload it and try again."
 
 
 def busy_unseen() -> str:
@@ -71,6 +74,7 @@ class Sent:
     conversation: Conversation
     run_id: str
     message: MessageView | None  # the person's message as the page shows it; None for a retry
+    removed: list[str] = field(default_factory=list)  # messages taken away (regenerate, edit)
 
 
 async def send(
@@ -109,7 +113,9 @@ async def send(
     )
     names = {file_id: file.name for file_id, file in uploaded.items()}
     launch(conversation, assistant_id, started, names)
-    return Sent(conversation, started.run_id, message_view(message, conversation.pk, names))
+    view = message_view(message, conversation.pk, names)
+    view.actions = True
+    return Sent(conversation, started.run_id, view)
 
 
 async def send_with_files(
@@ -160,11 +166,88 @@ async def readable(thread_id: str, uploaded: dict[str, CheckedFile]) -> None:
 
 async def retry(user: User, conversation: Conversation) -> Sent:
     """Answer the thread again, after a run failed: no new message."""
+    return await restart(conversation, await answer_again(user, conversation))
+
+
+async def answer_again(user: User, conversation: Conversation) -> str:
+    """The id of the thread's assistant, once it is sure the thread may be answered again."""
     await ensure_idle(conversation)
     profile = conversation.assistant
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE)
-    assistant_id = await usable(current_assistant(profile))
+    return str(await usable(current_assistant(profile)))
+
+
+async def regenerate(user: User, conversation: Conversation, message_id: str) -> Sent:
+    """Answer the last message again: the newest answer (every message of its run) is removed
+    through the API, then a new run starts. `message_id` is the answer the page showed as the
+    newest; if it no longer is, nothing is done."""
+    assistant_id = await answer_again(user, conversation)
+    recent = await usable(api.recent_messages(conversation.thread_id))
+    newest = recent[0] if recent else {}
+    run_id = newest.get("run_id")
+    mine = [m for m in recent if run_id and m.get("run_id") == run_id]
+    if newest.get("role") != "assistant" or message_id not in {m["id"] for m in mine}:
+        raise Refused(STALE)
+    removed = [m["id"] for m in mine]
+    for answer_id in removed:
+        await usable(api.delete_message(conversation.thread_id, answer_id))
+    await sync_to_async(search.forget)(conversation.pk, removed)
+    sent = await restart(conversation, assistant_id)
+    sent.removed = removed
+    return sent
+
+
+async def edit(user: User, conversation: Conversation, message_id: str, text: str) -> Sent:
+    """Replace one of the person's messages: it and every message after it are removed through
+    the API, the new text is added (with the same attachments) and a new run starts.
+
+    The new message is added before anything is removed, so a refusal leaves the thread as it
+    was; should removing fail half way, the thread keeps the new message with some of the old
+    ones, and nothing the person wrote is lost."""
+    assistant_id = await answer_again(user, conversation)
+    if message_id.startswith("sent-"):
+        message_id = await sent_message_id(conversation.thread_id, message_id.removeprefix("sent-"))
+    try:
+        original = await api.retrieve_message(conversation.thread_id, message_id)
+    except api.NotFound:
+        raise Refused(STALE) from None
+    except api.AssistantsError as error:
+        raise Refused(str(error)) from error
+    if original.get("role") != "user":
+        raise Refused(STALE)
+    later = await usable(api.messages_after(conversation.thread_id, message_id))
+    file_ids = [a["file_id"] for a in original.get("attachments") or []]
+    added = await usable(api.create_message(conversation.thread_id, text, file_ids))
+    removed = [message_id, *(m["id"] for m in later)]
+    for old_id in removed:
+        await usable(api.delete_message(conversation.thread_id, old_id))
+    await sync_to_async(search.forget)(conversation.pk, removed)
+    sent = await restart(conversation, assistant_id)
+    names = dict(
+        await sync_to_async(lambda: list(conversation.uploads.values_list("file_id", "name")))()
+    )
+    sent.message = message_view(added, conversation.pk, names)
+    sent.message.actions = True
+    sent.removed = removed
+    return sent
+
+
+async def sent_message_id(thread_id: str, run_id: str) -> str:
+    """The id of the message a page shows as just sent (`sent-<run id>`: the run added it, so
+    the page did not know its id): the person's message before that run's answer."""
+    chronological = list(reversed(await usable(api.recent_messages(thread_id))))
+    answered = next(
+        (i for i, m in enumerate(chronological) if m.get("run_id") == run_id),
+        len(chronological),
+    )
+    users = [m for m in chronological[:answered] if m.get("role") == "user"]
+    if not users:
+        raise Refused(STALE)
+    return str(users[-1]["id"])
+
+
+async def restart(conversation: Conversation, assistant_id: str) -> Sent:
     try:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:
@@ -206,7 +289,7 @@ def record_send(
                 owner=user,
                 thread_id=thread_id,
                 assistant=profile,
-                title=Conversation.title_from(text),
+                title=plain_title(text),
             )
         Upload.objects.bulk_create(
             Upload(
@@ -280,8 +363,7 @@ async def stop(conversation: Conversation) -> None:
 
 
 def rename(conversation: Conversation, title: str) -> None:
-    conversation.title = " ".join(title.split())[:200] or conversation.title
-    conversation.save(update_fields=["title"])
+    conversation.rename(title)
 
 
 async def delete(conversation: Conversation) -> None:
@@ -368,6 +450,11 @@ def history(
         names |= api.file_names(missing)
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
     attach_calls(conversation, list(reversed(messages)), views)
+    if file_route == OWNER_FILES:
+        for view in views:
+            view.actions = True
+        if older_than is None and not active and views and views[-1].role == "assistant":
+            views[-1].regenerable = True
     history = History(views, page.older)
     last = views[-1] if views else None
     if older_than is None and not active and last and (last.role == "user" or last.incomplete):

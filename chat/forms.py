@@ -31,6 +31,12 @@ class MessageForm(forms.Form):
         return text
 
 
+class EditForm(MessageForm):
+    """A message of the person's, changed: which one, and its new text."""
+
+    message = forms.CharField(max_length=200)
+
+
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=200, strip=True)
 

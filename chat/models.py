@@ -6,7 +6,7 @@ Messages are not copied here: the Assistants API is their source of truth.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +18,9 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
+
+# How long a page waits for a title the model is writing before it stops asking.
+TITLE_PATIENCE = timedelta(seconds=60)
 
 
 class AssistantProfile(models.Model):
@@ -232,6 +235,12 @@ class Conversation(models.Model):
 
     TITLE_CHARS = 80
 
+    class TitleSource(models.TextChoices):
+        MESSAGE = "message", "the first message"
+        GENERATING = "generating", "being written by the model"
+        GENERATED = "generated", "written by the model"
+        PERSON = "person", "given by its owner"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
@@ -245,6 +254,11 @@ class Conversation(models.Model):
         related_name="conversations",
     )
     title = models.CharField(max_length=200)
+    title_source = models.CharField(
+        max_length=16, choices=TitleSource.choices, default=TitleSource.MESSAGE
+    )
+    # When the model was asked for a title: a page waits for it a little while, not forever.
+    title_asked_at = models.DateTimeField(null=True, blank=True)
     # The run whose answer is streaming now, "" when none: what a reload reconnects to.
     active_run_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -260,10 +274,46 @@ class Conversation(models.Model):
 
     @classmethod
     def title_from(cls, text: str) -> str:
+        """A title from plain text: one line, cut at a word."""
         line = " ".join(text.split())
         if len(line) <= cls.TITLE_CHARS:
             return line or "New chat"
         return line[: cls.TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+    def rename(self, title: str) -> None:
+        """The owner's own title, which a title being generated no longer replaces."""
+        self.title = " ".join(title.split())[:200] or self.title
+        self.title_source = Conversation.TitleSource.PERSON
+        self.save(update_fields=["title", "title_source"])
+
+    @property
+    def title_pending(self) -> bool:
+        """The model is writing a title, and has not taken too long about it."""
+        return (
+            self.title_source == Conversation.TitleSource.GENERATING
+            and self.title_asked_at is not None
+            and timezone.now() - self.title_asked_at < TITLE_PATIENCE
+        )
+
+    def ask_title(self) -> bool:
+        """Mark the title as being generated, unless it is already or was given; False then."""
+        now = timezone.now()
+        asked = Conversation.objects.filter(
+            pk=self.pk, title_source=Conversation.TitleSource.MESSAGE
+        ).update(title_source=Conversation.TitleSource.GENERATING, title_asked_at=now)
+        if asked:
+            self.title_source, self.title_asked_at = Conversation.TitleSource.GENERATING, now
+        return bool(asked)
+
+    @classmethod
+    def set_generated_title(cls, conversation_id: int, title: str) -> None:
+        """The model's title, or ("") none: keeps the first message's; a rename meanwhile wins."""
+        fields: dict[str, Any] = {"title_source": cls.TitleSource.GENERATED}
+        if title:
+            fields["title"] = title
+        cls.objects.filter(pk=conversation_id, title_source=cls.TitleSource.GENERATING).update(
+            **fields
+        )
 
     def start_run(self, run_id: str) -> None:
         self.active_run_id = run_id
@@ -281,6 +331,28 @@ class Conversation(models.Model):
     def end_run(cls, conversation_id: int, run_id: str) -> None:
         """The run's answer is over; leaves a newer run alone."""
         cls.objects.filter(pk=conversation_id, active_run_id=run_id).update(active_run_id="")
+
+
+class SaidText(models.Model):
+    """The text of one message of a conversation, as the chat showed it: what search looks in.
+
+    A copy kept only for searching (the API stays the messages' source of truth), in a full-text
+    index: SQLite FTS5, or PostgreSQL's full-text search (migration 0007).
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="said")
+    message_id = models.CharField("remote message id", max_length=128)
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "message_id"], name="one_text_per_message"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
 
 
 class Upload(models.Model):

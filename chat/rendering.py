@@ -1,8 +1,10 @@
 """Turning what the API says into HTML that is safe to put in the page.
 
-Assistant text is markdown (markdown-it-py, raw HTML off) and then sanitised (nh3), so neither
-the model's HTML, nor `javascript:` links, nor images from other hosts reach the page. Citations
-become numbered links to the cited page of the file, through the ownership-checked file route.
+Assistant text is markdown (markdown-it-py, raw HTML off), with code highlighted by Pygments
+(`chat.highlighting`) and LaTeX maths as MathML (`chat.maths`), and then sanitised (nh3) with
+an allowlist: neither the model's HTML, nor `javascript:` links, nor images from other hosts,
+nor MathML's links and HTML islands reach the page. Citations become numbered links to the
+cited page of the file, through the ownership-checked file route.
 """
 
 from __future__ import annotations
@@ -17,24 +19,66 @@ import nh3
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.texmath import texmath_plugin
 
-ALLOWED_TAGS = {
-    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "img", "li", "ol", "p", "pre", "s", "strong", "table", "tbody", "td", "th", "thead", "tr",
-    "ul",
+from chat.highlighting import TOKEN_CLASS, highlighted
+from chat.maths import mathml
+
+# MathML Core's presentation elements, without <semantics>, <annotation> and <annotation-xml>
+# (the last can hold HTML: a way around any sanitiser) and without <maction>.
+MATHML_TAGS = {
+    "math", "menclose", "merror", "mfrac", "mi", "mmultiscripts", "mn", "mo", "mover",
+    "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle",
+    "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder", "munderover", "none",
 }  # fmt: skip
+# Layout only: no href, no xlink:*, no event handlers, no style, no colours.
+MATHML_ATTRIBUTES = {
+    "math": {"display"},
+    "menclose": {"notation"},
+    "mfrac": {"linethickness"},
+    "mi": {"mathvariant"},
+    "mo": {"accent", "fence", "form", "largeop", "maxsize", "minsize", "movablelimits",
+           "separator", "stretchy", "symmetric", "lspace", "rspace"},
+    "mover": {"accent"},
+    "munder": {"accentunder"},
+    "munderover": {"accent", "accentunder"},
+    "mpadded": {"depth", "height", "lspace", "voffset", "width"},
+    "mspace": {"depth", "height", "width"},
+    "mstyle": {"displaystyle", "scriptlevel"},
+    "mtable": {"columnalign", "columnlines", "rowalign", "rowlines"},
+    "mtd": {"columnalign", "columnspan", "rowalign", "rowspan"},
+}  # fmt: skip
+ALLOWED_TAGS = {
+    "a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "img", "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th",
+    "thead", "tr", "ul",
+} | MATHML_TAGS  # fmt: skip
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title"},
     "code": {"class"},
+    "pre": {"class"},
+    "span": {"class"},
+    "div": {"class"},
     "ol": {"start"},
     "th": {"class"},
     "td": {"class"},
+    **MATHML_ATTRIBUTES,
 }
 CODE_CLASS = re.compile(r"language-[\w+#.-]{1,40}")
 # A table column's alignment, as a class: the page's Content-Security-Policy refuses style
 # attributes (static/chat/chat.css styles these).
-ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
+ALIGN_CLASS = re.compile(r"align-(left|center|right)")
+# The classes our own renderers write; any other class is dropped.
+OWN_CLASSES = {
+    "pre": re.compile(r"math-source"),
+    "code": re.compile(rf"{CODE_CLASS.pattern}|math-source"),
+    "span": TOKEN_CLASS,
+    "div": re.compile(r"math-display"),
+    "th": ALIGN_CLASS,
+    "td": ALIGN_CLASS,
+}
 # Citations are swapped for these before markdown and back after sanitising; the model's text
 # cannot forge one, since any such characters in it are dropped first.
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
@@ -51,10 +95,9 @@ def own_url(url: str) -> bool:
 def keep_attribute(tag: str, attribute: str, value: str) -> str | None:
     if tag == "img" and attribute == "src":
         return value if own_url(value) else None
-    if tag == "code" and attribute == "class":
-        return value if CODE_CLASS.fullmatch(value) else None
-    if tag in ("th", "td") and attribute == "class":
-        return value if value in ALIGN_CLASSES else None
+    if attribute == "class":
+        allowed = OWN_CLASSES.get(tag)
+        return value if allowed is not None and allowed.fullmatch(value) else None
     return value
 
 
@@ -85,10 +128,41 @@ def alignment_as_class(state: Any) -> None:
             token.attrSet("class", f"align-{side}")
 
 
-MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+def code_block(code: str, language: str, attributes: str) -> str:
+    """markdown-it's highlight hook: the inside of <pre><code class="language-…">."""
+    return highlighted(code, language.split()[0] if language else "")
+
+
+def inline_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    return mathml(tokens[idx].content, display=False)
+
+
+def display_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    return f'<div class="math-display">{mathml(tokens[idx].content, display=True)}</div>\n'
+
+
+def inline_display_math(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """$$…$$ inside a paragraph: displayed, but with no block element inside the <p>."""
+    return mathml(tokens[idx].content, display=True)
+
+
+MARKDOWN = MarkdownIt(
+    "commonmark",
+    {"html": False, "linkify": False, "typographer": False, "highlight": code_block},
+)
 MARKDOWN.enable(["table", "strikethrough"])
 MARKDOWN.add_render_rule("image", foreign_image_as_link)
 MARKDOWN.core.ruler.push("alignment_as_class", alignment_as_class)
+# $…$ and $$…$$ (not "$5 and $10": no digits or spaces just inside the dollars), then \(…\)
+# and \[…\]. Both plugins name their tokens alike; these rules render them all.
+dollarmath_plugin(
+    MARKDOWN, allow_labels=False, allow_space=False, allow_digits=False, double_inline=True
+)
+texmath_plugin(MARKDOWN, delimiters="brackets")
+MARKDOWN.add_render_rule("math_inline", inline_math)
+MARKDOWN.add_render_rule("math_inline_double", inline_display_math)
+for _name in ("math_block", "math_block_eqno"):
+    MARKDOWN.add_render_rule(_name, display_math)
 
 
 def markdown_html(text: str) -> SafeString:
@@ -132,6 +206,15 @@ class MessageView:
     incomplete: bool = False
     # Steps of the run with function calls made before this message (chat.tools.history).
     steps: list[Any] = field(default_factory=list)
+    message_id: str = ""
+    run_id: str = ""
+    # What "Copy" copies: the text as written (markdown), citations as their numbers.
+    source: str = ""
+    conversation_id: int = 0
+    # Shown in the owner's page only (Copy, Edit, Regenerate), not in the admin's transcript.
+    actions: bool = False
+    # The newest answer of the thread, which Regenerate replaces.
+    regenerable: bool = False
 
 
 # The route that opens a conversation's files: its owner's, or the admin's (for a transcript).
@@ -157,6 +240,12 @@ def citation(annotation: dict[str, Any]) -> tuple[str, str, int | None, str]:
     )
 
 
+def quoted_in(quote: str, text: str) -> bool:
+    """Whether the text already quotes this (an offline answer is made of its quotes)."""
+    words = " ".join(quote.removesuffix("…").split())
+    return bool(words) and words in " ".join(text.split())
+
+
 def cited_text(
     text: str,
     annotations: list[dict[str, Any]],
@@ -164,8 +253,11 @@ def cited_text(
     names: dict[str, str],
     first_number: int = 1,
     file_route: str = OWNER_FILES,
-) -> tuple[SafeString, list[Footnote]]:
-    """Markdown with each citation marker replaced by a numbered link, and the footnotes."""
+) -> tuple[SafeString, list[Footnote], str]:
+    """Markdown with each citation marker replaced by a numbered link, the footnotes, and the
+    text with each marker as its number in brackets (what "Copy" copies).
+
+    A footnote names its source; it repeats the quote only where the text does not hold it."""
     text = text.replace(CITE_OPEN, "").replace(CITE_CLOSE, "")
     footnotes: list[Footnote] = []
     numbers: dict[tuple[str, int | None, str], int] = {}
@@ -189,17 +281,19 @@ def cited_text(
                     number=numbers[key],
                     name=name or names.get(file_id, "a file"),
                     page=page,
-                    quote=quote,
+                    quote="" if quoted_in(quote, text) else quote,
                     url=file_url(conversation_id, file_id, page, file_route),
                 )
             )
         spans.append((start, end, numbers[key]))
     # Replace from the end, so earlier offsets stay right; overlapping markers are dropped.
     limit = len(text)
+    source = text
     for start, end, number in sorted(spans, reverse=True):
         if end > limit:
             continue
         text = f"{text[:start]}{CITE_OPEN}{number}{CITE_CLOSE}{text[end:]}"
+        source = f"{source[:start].rstrip(' ')} [{number}]{source[end:]}"
         limit = start
     rendered = markdown_html(text)
     by_number = {note.number: note for note in footnotes}
@@ -212,7 +306,7 @@ def cited_text(
             f'title="{html.escape(where)}">{note.number}</a></sup>'
         )
 
-    return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes  # noqa: S308
+    return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes, source  # noqa: S308
 
 
 def cited_file_ids(messages: list[dict[str, Any]]) -> set[str]:
@@ -237,15 +331,17 @@ def message_view(
 ) -> MessageView:
     role = message.get("role", "assistant")
     pieces: list[str] = []
+    sources: list[str] = []
     footnotes: list[Footnote] = []
     for part in message.get("content") or []:
         if part.get("type") == "text":
             text = part["text"].get("value", "")
             if role == "user":
                 pieces.append(escape_text(text))
+                sources.append(text)
                 continue
             annotations = part["text"].get("annotations") or []
-            body, notes = cited_text(
+            body, notes, source = cited_text(
                 text,
                 annotations,
                 conversation_id,
@@ -254,6 +350,7 @@ def message_view(
                 file_route=file_route,
             )
             pieces.append(body)
+            sources.append(source)
             footnotes.extend(notes)
         elif part.get("type") == "image_file":
             image_id = part["image_file"]["file_id"]
@@ -275,4 +372,8 @@ def message_view(
         footnotes=footnotes,
         attachments=attachments,
         incomplete=message.get("status") == "incomplete",
+        message_id=str(message.get("id", "")),
+        conversation_id=conversation_id,
+        run_id=str(message.get("run_id") or ""),
+        source="\n\n".join(sources),
     )

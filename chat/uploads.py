@@ -54,14 +54,12 @@ class Refused(Exception):
 
 
 def human_size(size: int) -> str:
+    """50 MB, 50.4 MB, 600 MB: a tenth where it tells sizes apart, none past a hundred."""
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size >= scale:
             value = size / scale
-            return (
-                f"{value:.0f} {unit}"
-                if value >= 10 or value.is_integer()
-                else f"{value:.1f} {unit}"
-            )
+            text = f"{value:.0f}" if value >= 100 else f"{value:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
     return f"{size} bytes"
 
 
@@ -90,9 +88,13 @@ class LimitedUploadHandler(FileUploadHandler):
         return None  # the next handler keeps the file
 
 
-def too_large_message(name: str, limit: int | None = None) -> str:
+def too_large_message(name: str, limit: int | None = None, size: int | None = None) -> str:
+    """ "big.pdf is 50.4 MB, over the 50 MB limit for one file." (the size where it is known:
+    a file skipped while it arrived was not counted to its end)."""
     limit_text = human_size(limit or settings.CHAT_MAX_UPLOAD_BYTES)
-    return f"{name} is larger than {limit_text}, the limit for one file."
+    if size is None:
+        return f"{name} is over the {limit_text} limit for one file."
+    return f"{name} is {human_size(size)}, over the {limit_text} limit for one file."
 
 
 def clean_name(name: str) -> str:
@@ -126,7 +128,7 @@ def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
         raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
     size = uploaded.size or 0
     if size > limit:
-        raise Refused(too_large_message(name, limit))
+        raise Refused(too_large_message(name, limit, size))
     if size == 0:
         raise Refused(f"{name} is empty.")
     uploaded.seek(0)

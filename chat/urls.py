@@ -12,7 +12,10 @@ urlpatterns = [
     path("c/<int:conversation_id>/send", views.send, name="send"),
     path("c/<int:conversation_id>/stop", views.stop, name="stop"),
     path("c/<int:conversation_id>/retry", views.retry, name="retry"),
+    path("c/<int:conversation_id>/regenerate", views.regenerate, name="regenerate"),
+    path("c/<int:conversation_id>/edit", views.edit, name="edit"),
     path("c/<int:conversation_id>/rename", views.rename, name="rename"),
+    path("c/<int:conversation_id>/title", views.title, name="title"),
     path("c/<int:conversation_id>/delete", views.delete, name="delete"),
     path("c/<int:conversation_id>/files/<str:file_id>", views.file, name="file"),
     path(

@@ -29,9 +29,10 @@ from django_htmx.middleware import HtmxDetails
 from chat import assistants_api as api
 from chat import conversations, uploads
 from chat.access import aconversation_for, assistants_for, conversation_for, conversations_of
-from chat.forms import RenameForm, SignupForm, Submission, read_submission
+from chat.forms import EditForm, RenameForm, SignupForm, Submission, read_submission
 from chat.live.answer import RunView
 from chat.models import Conversation
+from chat.rendering import dom_id
 from chat.tools import actions, recovery, rounds
 
 PAGE = "chat/conversation.html"
@@ -293,6 +294,50 @@ async def retry(request: SignedInRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+async def regenerate(request: SignedInRequest, conversation_id: int) -> HttpResponse:
+    """The newest answer, written again: the old one is removed, a new run starts."""
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    try:
+        sent = await conversations.regenerate(user, conversation, request.POST.get("message", ""))
+    except conversations.Refused as refused:
+        return await problem_response(request, conversation, str(refused))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation.pk)
+    return await sync_to_async(render)(
+        request,
+        f"{PAGE}#restarted",
+        {
+            "composer": composer_for(user, sent.conversation),
+            "live": RunView.started(sent.conversation.pk, sent.run_id),
+            "removed": [dom_id(message_id) for message_id in sent.removed],
+        },
+    )
+
+
+@login_required
+@require_POST
+async def edit(request: SignedInRequest, conversation_id: int) -> HttpResponse:
+    """One of the person's messages, changed: it and what followed are replaced, and answered."""
+    user = await request.auser()
+    conversation = await aconversation_for(user, conversation_id)
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        errors = [str(error) for errors in form.errors.values() for error in errors]
+        return await problem_response(request, conversation, " ".join(errors))
+    try:
+        await conversations.edit(
+            user, conversation, form.cleaned_data["message"], form.cleaned_data["text"]
+        )
+    except conversations.Refused as refused:
+        return await problem_response(request, conversation, str(refused))
+    # The page is loaded again: from the edited message on, everything on it has changed.
+    url = reverse("chat:conversation", args=[conversation.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
 async def stop(request: SignedInRequest, conversation_id: int) -> HttpResponse:
     user = await request.auser()
     conversation = await aconversation_for(user, conversation_id)
@@ -342,6 +387,14 @@ def rename(request: SignedInRequest, conversation_id: int) -> HttpResponse:
         conversations.rename(conversation, form.cleaned_data["title"])
     if not request.htmx:
         return redirect("chat:conversation", conversation.pk)
+    return render(request, f"{PAGE}#renamed", {"conversation": conversation})
+
+
+@login_required
+@require_GET
+def title(request: SignedInRequest, conversation_id: int) -> HttpResponse:
+    """The header and the list entry again: what the page asks while the model writes a title."""
+    conversation = conversation_for(request.user, conversation_id)
     return render(request, f"{PAGE}#renamed", {"conversation": conversation})
 
 

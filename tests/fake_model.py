@@ -13,7 +13,10 @@ Standard library only: one asyncio loop, a minimal HTTP/1.1 server with keep-ali
     server.stop()
 
 Unscripted models: ``tokens-N`` streams N tokens (" tok0", " tok1", ...), ``missing-model`` is a
-404, anything else echoes the last user message. Standalone, for benchmarks and manual runs:
+404, anything else echoes the last user message. Requests whose system message holds a text given
+to ``script_instructions`` (a product's own side requests, such as asking for a title) are
+answered from that text's turns instead, whatever their model, so they never take a turn
+scripted for the conversation. Standalone, for benchmarks and manual runs:
 ``python -m tests.fake_model --port 8765``.
 """
 
@@ -122,6 +125,7 @@ class FakeModelServer:
         self.port = port
         self._lock = threading.Lock()  # guards _scripts and _requests across the two threads
         self._scripts: dict[str, deque[Turn]] = {}
+        self._instruction_scripts: dict[str, deque[Turn]] = {}
         self._requests: list[dict[str, Any]] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,11 +154,18 @@ class FakeModelServer:
         with self._lock:
             self._scripts[model] = deque(turns)
 
+    def script_instructions(self, marker: str, turns: Sequence[Turn] = ()) -> None:
+        """Answer requests whose system message contains ``marker`` from ``turns``, then (when
+        they run out) with the last user message, unprefixed, on one line."""
+        with self._lock:
+            self._instruction_scripts[marker] = deque(turns)
+
     def clear(self) -> None:
         """Forget recorded requests and scripted turns."""
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
+            self._instruction_scripts.clear()
 
     def start(self) -> FakeModelServer:
         """Start listening; returns once the port is bound (``self.port`` is then real)."""
@@ -317,7 +328,15 @@ class FakeModelServer:
         return {"object": "list", "data": data}
 
     def _next_turn(self, model: str, body: dict[str, Any]) -> Turn:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        last_user = _text(users[-1].get("content")) if users else ""
+        system = " ".join(
+            _text(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system"
+        )
         with self._lock:
+            for marker, turns in self._instruction_scripts.items():
+                if marker in system:
+                    return turns.popleft() if turns else Reply(" ".join(last_user.split()))
             queue = self._scripts.get(model)
             if queue:
                 return queue.popleft()
@@ -326,8 +345,7 @@ class FakeModelServer:
             return Fail(404, message, code="model_not_found")
         if tokens := TOKENS_MODEL_RE.fullmatch(model):
             return Reply("".join(f" tok{i}" for i in range(int(tokens[1]))))
-        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-        return Reply("Echo: " + (_text(users[-1].get("content")) if users else ""))
+        return Reply("Echo: " + last_user)
 
 
 # -- turns into chunks -----------------------------------------------------------------------

@@ -3,4 +3,10 @@ calls, people's threads (read-only), and people themselves (whose delete removes
 on the Assistants API too)."""
 
 # Django's autodiscovery imports this package: importing the admin modules registers them.
+from django.contrib import admin
+
 from chat.admin import assistants, functions, people, threads  # noqa: F401
+
+admin.site.site_header = "Threadline administration"
+admin.site.site_title = "Threadline administration"
+admin.site.index_title = "Assistants, functions, people and their threads"

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,6 +19,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
 from chat import assistants_api as api
+from chat import model_catalog
 from chat.admin import assistant_sync
 from chat.admin.forms import ASSISTANT_ID, AssistantProfileForm, LookedUp, SuggestingInput
 from chat.middleware import too_large_uploads
@@ -27,10 +27,14 @@ from chat.models import AssistantProfile, KnowledgeFile
 from chat.uploads import human_size
 
 FIELDS = "admin/chat/assistantprofile/fields.html"
-MODEL_NAMES_KEY = "chat:admin:model-names"
-MODEL_NAMES_SECONDS = 60
-# What one admin request learnt from the API before its transaction, kept on the request.
-MODEL_NAMES_ATTRIBUTE = "_threadline_model_names"
+OFFLINE_HELP = (
+    "No model API is configured, so every model name is answered by the offline retrieval "
+    "model, which quotes the assistant's documents."
+)
+ONLINE_HELP = (
+    "The configured model API's models are suggested; threadline-retrieval always selects the "
+    "offline retrieval model, which quotes the assistant's documents."
+)
 LOOKUPS_ATTRIBUTE = "_threadline_lookups"
 
 
@@ -61,7 +65,6 @@ class AssistantProfileAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "published", "sync_state", "assistant_id", "updated_at"]
     list_filter = ["published", "file_search"]
     search_fields = ["name", "description", "model"]
-    filter_horizontal = ["groups"]
     actions = ["sync_now"]
     readonly_fields = ["sync_status", "knowledge_panel"]
     fieldsets = [
@@ -101,7 +104,7 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         # wait for it. So what the page needs from the API is asked first (and nothing is asked
         # in there: the knowledge panel shows the states it has, the save syncs once committed).
         if request.method == "POST":
-            self.model_names(request)
+            model_catalog.models()  # remembered for a minute: the form's widget finds it there
             if object_id is None:
                 remembered_lookups(request)[""] = lookup_ahead(request.POST.get("assistant_id"))
         return super().changeform_view(request, object_id, form_url, extra_context)
@@ -126,24 +129,13 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "model":
-            kwargs["widget"] = SuggestingInput(self.model_names(request))
+            # The API's models, remembered for a minute (chat.model_catalog), so a slow API
+            # slows one admin page a minute, not every one.
+            kwargs["widget"] = SuggestingInput(model_catalog.names())
+            kwargs["help_text"] = (
+                ONLINE_HELP if model_catalog.language_model_listed() else OFFLINE_HELP
+            )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
-
-    def model_names(self, request: HttpRequest) -> list[str]:
-        """The API's models, remembered for a minute (none while the API is away), so a slow
-        API slows one admin page a minute, not every one; and for the whole request, so a save
-        asks before its transaction, never inside it."""
-        names: list[str] | None = getattr(request, MODEL_NAMES_ATTRIBUTE, None)
-        if names is None:
-            names = cache.get(MODEL_NAMES_KEY)
-        if names is None:
-            try:
-                names = api.model_names()
-            except api.AssistantsError:
-                names = []
-            cache.set(MODEL_NAMES_KEY, names, MODEL_NAMES_SECONDS)
-        setattr(request, MODEL_NAMES_ATTRIBUTE, names)
-        return names
 
     # --- List columns and read-only fields --------------------------------------------------------
 
@@ -169,12 +161,12 @@ class AssistantProfileAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        names = self.model_names(request)
-        if names and obj.model not in names:
+        # Once, when the name is set; and only where a model API is there to not know it.
+        if "model" in form.changed_data and model_catalog.unknown(obj.model):
             messages.warning(
                 request,
-                f"The Assistants API does not list a model called {obj.model!r}. "
-                "It was kept; runs will fail if the model API does not know it either.",
+                f"The model API does not list a model called {obj.model!r}. It was kept; "
+                "runs will fail if the model API does not know it either.",
             )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

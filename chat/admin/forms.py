@@ -224,6 +224,9 @@ class AssistantProfileForm(forms.ModelForm):
         widgets = {
             "instructions": CountedTextarea(AssistantProfile.INSTRUCTIONS_LIMIT),
             "description": forms.Textarea(attrs={"rows": 2, "class": "vLargeTextField"}),
+            # Check boxes, not the admin's two-list filter: its script labels an icon in a way
+            # screen readers are not allowed to read (axe-core: aria-prohibited-attr).
+            "groups": forms.CheckboxSelectMultiple,
             "registry_functions": forms.CheckboxSelectMultiple,
         }
         help_texts = {

@@ -194,6 +194,11 @@ class RunView:
     def final(self) -> str:
         """The finished answer, replacing the live section (which closes its event source)."""
         self.live = False
+        answers = [r.final for r in self.replies.values() if r.final is not None]
+        for answer in answers:
+            answer.actions = True
+        if answers:
+            answers[-1].regenerable = True
         return self.render("live", live_oob=True) + self.render("idle_controls")
 
     # -- events --

@@ -18,8 +18,10 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
 
 from chat import assistants_api as api
+from chat import search, titles
 from chat.live import replay
 from chat.live.answer import Fragment, RunView, merged
 from chat.models import Conversation
@@ -120,8 +122,12 @@ class Relay:
             if reader is not None:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+            said = None
             if not self.handed_over:  # else the relay that took over ends the answer
-                await self.end()
+                said = await self.end()
+        if said is not None:
+            # After the end: the answer is whole on the page while the model writes a title.
+            await titles.write(self.view.conversation_id, self.run_start.assistant_id, said)
 
     # -- reading upstream --
 
@@ -317,12 +323,15 @@ class Relay:
         await replay.call(replay.rebase, self.run_id, entry)
         self.base = entry.seq
 
-    async def end(self) -> None:
+    async def end(self) -> list[dict[str, str]] | None:
+        """Publish the finished answer and the end; the conversation's last messages, as a
+        title is written from them, if the model is to write one now."""
         try:
             self.view.finish()
             await self.check_uploads()
         except Exception:
             log.exception("Run %s: settling the answer failed", self.run_id)
+        recent = await self.remember_said()
         try:
             await sync_to_async(rounds.release)(self.run_id, self.token)
         except Exception:
@@ -333,9 +342,34 @@ class Relay:
             await sync_to_async(Conversation.end_run)(self.view.conversation_id, self.run_id)
         except Exception:
             log.exception("Run %s: marking the conversation idle failed", self.run_id)
-        final = await self.publish("update", self.view.final())
+        header = ""
+        titled = None
+        if self.view.status == "completed" and recent:
+            try:
+                titled = await sync_to_async(titles.ask)(self.view.conversation_id)
+            except Exception:
+                log.exception("Run %s: asking for a title failed", self.run_id)
+        if titled is not None:
+            # The header, which asks for the title until the model has written it.
+            header = await sync_to_async(render_to_string)(
+                "chat/conversation.html#header", {"conversation": titled, "header_oob": True}
+            )
+        final = await self.publish("update", self.view.final() + header)
         end = await self.publish("end", "")
         await replay.call(replay.rebase, self.run_id, final, end=end.seq)
+        if titled is None:
+            return None
+        return [{"role": m["role"], "content": search.plain(m)} for m in reversed(recent[:4])]
+
+    async def remember_said(self) -> list[dict[str, Any]]:
+        """Keep the text of the thread's newest messages for search; they are returned."""
+        try:
+            recent = await api.recent_messages(self.run_start.thread_id)
+            await sync_to_async(search.remember)(self.view.conversation_id, recent)
+        except Exception:
+            log.exception("Run %s: keeping its text for search failed", self.run_id)
+            return []
+        return recent
 
     async def check_uploads(self) -> None:
         """Say which of this message's files could not be read (say, an encrypted PDF)."""

@@ -17,7 +17,66 @@ from engine.models import RunStep
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
 EXCERPT_CHARS = 320
 # Sentence ends, including the CJK full stop and full-width ! and ?.
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+")
+ENDS_SENTENCE = re.compile(r"[.!?:\u3002\uff01\uff1f][\"\u201d\u2019)\]]*$")
+# A line this short that ends without punctuation is a heading, not a broken sentence.
+HEADING_CHARS = 48
+# Dot (or underscore) leaders of a table of contents: "Overview ........ 6".
+LEADER = re.compile(r"(?:\.\s?){4,}|…{2,}|_{4,}")
+
+
+def sentences(text: str) -> list[str]:
+    """The passage's sentences: lines joined back into paragraphs (words broken with a hyphen
+    mended), headings and table-of-contents lines set apart."""
+    return [sentence for _, sentence in numbered_sentences(text)]
+
+
+def numbered_sentences(text: str) -> list[tuple[int, str]]:
+    """The sentences, each with the number of its paragraph."""
+    paragraphs: list[str] = []
+    current = ""
+    lines = [line.strip() for line in text.split("\n")]
+    for i, line in enumerate(lines):
+        if not line or LEADER.search(line):
+            paragraphs.append(current)
+            current = ""
+            continue
+        if current.endswith("-") and line[:1].islower():
+            current = current[:-1] + line
+        else:
+            current = f"{current} {line}" if current else line
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        heading = (
+            current == line
+            and len(line) < HEADING_CHARS
+            and not ENDS_SENTENCE.search(line)
+            and not following[:1].islower()
+        )
+        if heading:
+            paragraphs.append(current)
+            current = ""
+    paragraphs.append(current)
+    return [
+        (number, s.strip())
+        for number, p in enumerate(paragraphs)
+        for s in SENTENCE_SPLIT.split(p)
+        if s.strip()
+    ]
+
+
+def whole(found: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Without the pieces of sentences a passage starts or ends with (a chunk is cut by size,
+    not by sentence), where whole ones remain."""
+
+    def prose(sentences: list[tuple[int, str]]) -> bool:
+        return any(ENDS_SENTENCE.search(sentence) for _, sentence in sentences)
+
+    kept = list(found)
+    if not kept[0][1][:1].isupper() and not kept[0][1][:1].isdigit() and prose(kept[1:]):
+        kept = kept[1:]
+    if not ENDS_SENTENCE.search(kept[-1][1]) and prose(kept[:-1]):
+        kept = kept[:-1]
+    return kept
 
 
 def marker(call: int, rank: int, filename: str) -> str:
@@ -49,27 +108,51 @@ def results_for_model(call: int, query: str, results: list[dict[str, Any]]) -> s
 def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
     """The sentences of a passage that best match the query, within `limit` characters."""
     terms = {t for t in query_terms(query) if " " not in t}
-    sentences = [s.strip() for s in SENTENCE_SPLIT.split(text) if s.strip()]
-    if not sentences:
+    numbered = numbered_sentences(text)
+    if not numbered:
         return ""
+    numbered = whole(numbered)
+    found = [sentence for _, sentence in numbered]
 
     def overlap(sentence: str) -> int:
         words = {w.lower() for w in WORD.findall(sentence)}
         return sum(1 for t in terms if any(w.startswith(t[:5]) for w in words))
 
-    best = max(range(len(sentences)), key=lambda i: overlap(sentences[i]))
+    def complete(i: int) -> bool:
+        return bool(ENDS_SENTENCE.search(found[i]))
+
+    def joins(i: int, best: int) -> bool:
+        """A sentence of the same paragraph as the best one, and whole."""
+        return numbered[i][0] == numbered[best][0] and complete(i)
+
+    # A heading's words describe what follows it: they count for the next sentence too. The
+    # best match is then a real sentence rather than a heading, where one matches as well.
+    scores = [overlap(sentence) for sentence in found]
+    for i in range(1, len(found)):
+        if not complete(i - 1):
+            scores[i] += scores[i - 1]
+    best = max(range(len(found)), key=lambda i: (scores[i], complete(i), len(found[i])))
     start = end = best
-    chosen = sentences[best]
-    # Grow around the best sentence while it fits, preferring what follows.
+    chosen = found[best]
+    # Grow around the best sentence while it fits, preferring what follows, through whole
+    # sentences of its paragraph only: a heading or a caption beside it is not what it says.
     while True:
         grown = False
-        if end + 1 < len(sentences) and len(chosen) + len(sentences[end + 1]) + 1 <= limit:
+        if (
+            end + 1 < len(found)
+            and joins(end + 1, best)
+            and len(chosen) + len(found[end + 1]) + 1 <= limit
+        ):
             end += 1
-            chosen = f"{chosen} {sentences[end]}"
+            chosen = f"{chosen} {found[end]}"
             grown = True
-        if start > 0 and len(chosen) + len(sentences[start - 1]) + 1 <= limit:
+        if (
+            start > 0
+            and joins(start - 1, best)
+            and len(chosen) + len(found[start - 1]) + 1 <= limit
+        ):
             start -= 1
-            chosen = f"{sentences[start]} {chosen}"
+            chosen = f"{found[start]} {chosen}"
             grown = True
         if not grown:
             break

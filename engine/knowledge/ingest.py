@@ -31,6 +31,7 @@ from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
 from engine.knowledge.files import file_path
+from engine.knowledge.furniture import without_furniture
 from engine.knowledge.search import chunk_rows
 from engine.models import Chunk, VectorStoreFile
 
@@ -147,7 +148,8 @@ def ingest(pk: int) -> None:
     path = file_path(row.file)
     static = row.chunking_strategy["static"]
     try:
-        pages = extract_pages(path, row.file.filename)
+        # Running headers, footers and leaders out: they are the printer's, not the document's.
+        pages = without_furniture(extract_pages(path, row.file.filename))
     except ExtractionError as error:
         finish(pk, status="failed", last_error=failure(error))
         return

@@ -4,8 +4,8 @@ Both indexes see `index_text(text)`: scripts written without spaces (CJK, Thai, 
 single characters, so every language is searchable with the databases' simple tokenizers, and a
 query in those scripts becomes phrases of adjacent characters. Queries are bags of words: stop
 words dropped, the rest OR-ed, longer words matched by prefix as a crude stemmer, ranked by
-bm25 (ts_rank_cd on PostgreSQL). Scores are mapped into 0..1 so `score_threshold` means the same
-on both.
+bm25 with an idf that never reaches zero (see `_bm25`; ts_rank weighted by that idf on
+PostgreSQL). Scores are mapped into 0..1 so `score_threshold` means the same on both.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ DENSE_CHAR = re.compile(f"([{DENSE_SCRIPTS}])")
 DENSE_RUN = re.compile(f"[{DENSE_SCRIPTS}]+")
 WORD = re.compile(r"\w+")
 SUFFIXES = ("ing", "es", "ed", "s")
+# BM25's k1 as FTS5 sets it: a term's tf-part, tf * (k1 + 1) / (tf + k1 * ...), stays below k1 + 1.
+K1 = 1.2
+# FTS5's bm25() floors an idf at or below zero to this.
+FTS5_IDF_FLOOR = 1e-6
 
 # Words too common to rank by; English and French, the corpus's languages with most text.
 STOP_WORDS = frozenset(
@@ -147,7 +151,8 @@ def _search_sqlite(
     store_ids: list[str], terms: list[str], limit: int, file_ids: list[str] | None
 ) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
-        match = fts5_query(_informative(cursor, terms))
+        kept, rare = _informative(cursor, terms)
+        match = fts5_query(kept)
         # Phase one ranks the whole index (FTS5's fast path); phase two keeps the candidates in
         # scope. Only when scope filtered out too many does the slower joined query run.
         candidates = max(CANDIDATES, limit * 20)
@@ -167,22 +172,64 @@ def _search_sqlite(
             WHERE c.id IN ({",".join(["%s"] * len(rank_of))}) AND {where}""",  # noqa: S608
             [*rank_of, *params],
         )
-        rows = sorted(cursor.fetchall(), key=lambda row: rank_of[row[0]])[:limit]
+        rows = sorted(cursor.fetchall(), key=lambda row: rank_of[row[0]])
         if len(rows) < limit and len(ranked) == candidates:
-            return _search_sqlite_joined(cursor, match, store_ids, limit, file_ids)
-    # bm25() is negative, more negative is better; -b / (1 - b) maps it into 0..1.
-    return [(*row, -rank_of[row[0]] / (1.0 - rank_of[row[0]])) for row in rows]
+            rows, rank_of = _search_sqlite_joined(cursor, match, store_ids, candidates, file_ids)
+        if rare:
+            # Every term left is in at most a tenth of the chunks, where FTS5's idf and the
+            # positive one differ by under 5% (log 9 against log 10): FTS5's order stands.
+            scores = {row[0]: -rank_of[row[0]] for row in rows}
+        else:
+            scores = _bm25(cursor, kept, [row[0] for row in rows])
+    # Sorting is stable: equal scores keep FTS5's order.
+    rows = sorted(rows, key=lambda row: -scores[row[0]])[:limit]
+    return [(*row, scores[row[0]] / (1.0 + scores[row[0]])) for row in rows]
 
 
-def _informative(cursor: Any, terms: list[str]) -> list[str]:
-    """Drop terms most chunks contain: they barely move bm25 yet cost the most to rank.
+def _bm25(cursor: Any, terms: list[str], chunk_ids: list[int]) -> dict[int, float]:
+    """These chunks' bm25 scores with the idf that stays positive,
+    log(1 + (N - n + 0.5) / (n + 0.5)), as Lucene's BM25 and our PostgreSQL ranking weigh terms.
+
+    FTS5's bm25() uses log((N - n + 0.5) / (n + 0.5)), floored to 1e-6: a term that half the
+    chunks or more hold counts for nothing. In a store of one document those are often the words
+    a question hinges on, a label on every diagram ("Author:") or the document's subject
+    ("model"), and the chunk holding all of the question's words lost to one repeating only
+    the rarest. bm25() of a one-term query is FTS5's idf times the term's tf-part (its count,
+    saturated and normalised by the chunk's length); that idf, from the same statement's counts,
+    is divided back out and the tf-part weighed by the positive idf instead.
+    """
+    scores = dict.fromkeys(chunk_ids, 0.0)
+    if not chunk_ids:
+        return scores
+    for term in terms:
+        # One statement, so the counts and the ranks come from one snapshot of the index.
+        cursor.execute(
+            f"""WITH holding AS MATERIALIZED (
+                SELECT rowid AS id, bm25(engine_chunk_fts) AS rank FROM engine_chunk_fts
+                WHERE engine_chunk_fts MATCH %s
+            )
+            SELECT id, rank, (SELECT count(*) FROM holding), (SELECT count(*) FROM engine_chunk)
+            FROM holding WHERE id IN ({",".join(["%s"] * len(chunk_ids))})""",  # noqa: S608
+            [fts5_query([term]), *chunk_ids],
+        )
+        for chunk_id, rank, holding, size in cursor.fetchall():
+            odds = (size - holding + 0.5) / (holding + 0.5)
+            # Below k1 + 1 by construction; the bound only guards against a count out of step.
+            tf_part = min(-rank / max(math.log(odds), FTS5_IDF_FLOOR), K1 + 1)
+            scores[chunk_id] += tf_part * math.log(1 + odds)
+    return scores
+
+
+def _informative(cursor: Any, terms: list[str]) -> tuple[list[str], bool]:
+    """Drop terms most chunks contain: they barely move bm25 yet cost the most to rank. Also
+    says whether every term kept is rare (in at most COMMON_SHARE of the chunks).
 
     Only a large index needs this; in a small one every term may be frequent and matter.
     """
     cursor.execute("SELECT max(rowid) FROM engine_chunk")
     size = cursor.fetchone()[0] or 0
     if size < PRUNE_ABOVE_CHUNKS:
-        return terms
+        return terms, False
     frequency = {}
     for term in terms:
         root = stem(term)
@@ -193,15 +240,16 @@ def _informative(cursor: Any, terms: list[str]) -> list[str]:
         frequency[term] = cursor.fetchone()[0]
     kept = [term for term in terms if frequency[term] <= size * COMMON_SHARE]
     rarest = sorted(terms, key=frequency.__getitem__)[:2]
-    return kept or rarest
+    return (kept, True) if kept else (rarest, False)
 
 
 def _search_sqlite_joined(
     cursor: Any, match: str, store_ids: list[str], limit: int, file_ids: list[str] | None
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[tuple[Any, ...]], dict[int, float]]:
+    """The best chunks in scope, and their FTS5 ranks."""
     where, params = _scope(store_ids, file_ids)
     cursor.execute(
-        f"""SELECT c.id, c.file_id, c.page, c.text, -r.rank / (1.0 - r.rank)
+        f"""SELECT c.id, c.file_id, c.page, c.text, r.rank
         FROM (
             SELECT rowid, bm25(engine_chunk_fts) AS rank FROM engine_chunk_fts
             WHERE engine_chunk_fts MATCH %s
@@ -213,7 +261,8 @@ def _search_sqlite_joined(
         LIMIT %s""",  # noqa: S608 (only placeholders are interpolated)
         [match, *params, limit],
     )
-    return cursor.fetchall()
+    found = cursor.fetchall()
+    return [row[:4] for row in found], {row[0]: row[4] for row in found}
 
 
 def _search_postgres(

@@ -74,11 +74,15 @@ def compose_answer(searches: list[dict[str, Any]]) -> str:
     floor = relevance(results[0]["score"]) * RELATIVE_RELEVANCE
     results = [result for result in results if relevance(result["score"]) >= floor]
     lines = ["Here is what the documents say:"]
+    quoted: set[str] = set()
     for rank, result in enumerate(results):
         quote = citations.excerpt(result["content"][0]["text"], search.get("query", ""))
-        source = f"{result['file_name']}, page {result['page']}"
+        if not quote or quote in quoted:
+            continue  # overlapping chunks can hold the same best sentences
+        quoted.add(quote)
+        # Quoted once: the citation's footnote names the file and page, not the words again.
         mark = citations.marker(call, rank, result["file_name"])
-        lines.append(f"> {quote} {mark}\n>\n> — {source}")
+        lines.append(f"> {quote} {mark}")
     lines.append(FOOTER)
     return "\n\n".join(lines)
 

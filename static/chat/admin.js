@@ -3,6 +3,18 @@
 (function () {
   "use strict";
 
+  // As the server writes sizes (chat.uploads.human_size): 50 MB, 50.4 MB, 600 MB.
+  function humanSize(bytes) {
+    const units = [["GB", 1024 ** 3], ["MB", 1024 ** 2], ["KB", 1024]];
+    for (const [unit, scale] of units) {
+      if (bytes >= scale) {
+        const value = bytes / scale;
+        return (value >= 100 ? value.toFixed(0) : value.toFixed(1).replace(/\.0$/, "")) + " " + unit;
+      }
+    }
+    return bytes + " bytes";
+  }
+
   function updateCount(box) {
     const label = document.querySelector('[data-count-for="' + box.name + '"]');
     if (!label) return;
@@ -22,7 +34,7 @@
     const max = Number(input.dataset.maxBytes);
     const big = Array.from(input.files).filter(function (file) { return file.size > max; });
     input.setCustomValidity(big.map(function (file) {
-      return file.name + " is larger than " + input.dataset.maxText + ", the limit for one file.";
+      return file.name + " is " + humanSize(file.size) + ", over the " + input.dataset.maxText + " limit for one file.";
     }).join(" "));
     input.reportValidity();
   });

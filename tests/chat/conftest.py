@@ -21,6 +21,7 @@ import openai
 import pytest
 
 from chat import assistants_api as api
+from chat import titles
 from tests.fake_model import FakeModelServer
 from tests.servers import (
     ENGINE_KEY,
@@ -81,9 +82,14 @@ class ChatServer:
 
 @pytest.fixture(scope="session")
 def chat_model() -> Iterator[FakeModelServer]:
-    """The chat's own scripted model API: what it records is none of the engine tests' business."""
+    """The chat's own scripted model API: what it records is none of the engine tests' business.
+
+    The chat asks the model for a title after a conversation's first answer; those requests
+    are answered apart (with the first message, unless a test scripts a title), so they never
+    take a turn a test scripted for its conversation."""
     server = FakeModelServer()
     server.start()
+    server.script_instructions(titles.INSTRUCTIONS)
     yield server
     server.stop()
 
@@ -329,6 +335,14 @@ CHROMIUM_ARGS = [
 NO_CHROMIUM = "Chromium not installed: apt-get install chromium"
 NO_REDIS = "redis-server not installed: apt-get install redis-server"
 ARTIFACTS = ROOT / "test-artifacts"
+# axe-core, pinned in package.json; `make test` installs it (npm ci).
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+NO_AXE = "axe-core not installed: make node_modules/.installed (npm ci)"
+# The two sizes the chat is looked at in: a laptop, and a phone held upright (touch, no mouse).
+SCREENS: dict[str, dict[str, Any]] = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
 
 
 # Module scope: Playwright's sync API runs an event loop in this thread while it lives, which
@@ -364,14 +378,23 @@ class Browser:
     Closing it fails the test if any page broke the Content-Security-Policy.
     """
 
-    def __init__(self, chromium: Any, base_url: str, test_name: str) -> None:
-        viewport = {"width": 1280, "height": 860}
-        self.context = chromium.new_context(base_url=base_url, viewport=viewport)
+    def __init__(
+        self,
+        chromium: Any,
+        base_url: str,
+        test_name: str,
+        screen: str = "desktop",
+        scheme: str = "light",
+    ) -> None:
+        options = SCREENS[screen]
+        self.context = chromium.new_context(base_url=base_url, color_scheme=scheme, **options)
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"])
         self.csp_violations: list[str] = []
         self.context.add_init_script(CSP_WATCH)
         self.context.on("console", self.watch_console)
         self.page = self.context.new_page()
         self.test_name = test_name
+        self.screen = screen
         self.errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
 
@@ -379,6 +402,26 @@ class Browser:
         text = message.text
         if text.startswith(("Refused to", "CSP violation")) or "Content Security Policy" in text:
             self.csp_violations.append(text)
+
+    @property
+    def phone(self) -> bool:
+        return self.screen == "phone"
+
+    def violations(self) -> list[dict[str, Any]]:
+        """What axe-core finds wrong with the page as it is now, serious or critical only."""
+        if not AXE.exists():
+            pytest.skip(NO_AXE)
+        # Evaluated through the DevTools protocol, which a page's CSP does not apply to.
+        self.page.evaluate(AXE.read_text())
+        found = self.page.evaluate(
+            """async () => (await axe.run(document, {
+                runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"],
+            })).violations.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                targets: v.nodes.slice(0, 5).map(n => n.target.join(" ")),
+            }))"""
+        )
+        return [v for v in found if v["impact"] in ("serious", "critical")]
 
     def login(self, username: str) -> None:
         self.page.goto("/accounts/login/")
@@ -401,11 +444,17 @@ class Browser:
 
 
 @pytest.fixture
+def screen() -> str:
+    """The size the test looks at the chat in; tests parametrize it (desktop, phone)."""
+    return "desktop"
+
+
+@pytest.fixture
 def browser(
-    chromium: Any, chat_server: ChatServer, request: pytest.FixtureRequest
+    chromium: Any, chat_server: ChatServer, request: pytest.FixtureRequest, screen: str
 ) -> Iterator[Browser]:
     """The owner's browser, signed in."""
-    session = Browser(chromium, chat_server.url, request.node.name)
+    session = Browser(chromium, chat_server.url, request.node.name, screen)
     session.login("owner")
     yield session
     session.shot("last")
@@ -418,6 +467,7 @@ def browser(
 # machine does not pass quietly with parts of the suite never run.
 NEEDS: dict[str, tuple[str, Callable[[], bool], str]] = {
     "browser": ("browser", lambda: not CHROMIUM.exists(), NO_CHROMIUM),
+    "axe": ("accessibility", lambda: not AXE.exists(), NO_AXE),
     "redis": ("scale-out", lambda: not REDIS_SERVER.exists(), NO_REDIS),
 }
 _skipped: dict[str, list[str]] = {}

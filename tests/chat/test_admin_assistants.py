@@ -20,7 +20,7 @@ from django.utils.html import escape
 from chat.admin import assistant_sync
 from chat.models import AssistantProfile, Conversation, KnowledgeFile
 from tests.chat.conftest import corpus, point_at
-from tests.servers import free_port
+from tests.servers import ThreadlineServer, free_port
 
 # Transactional: the admin reaches the API once its transaction commits (on_commit).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,13 +107,42 @@ def test_the_form_offers_the_api_models_and_counts_instruction_characters(
     assert "instructions" in response.context["adminform"].form.errors
 
 
-def test_an_unknown_model_is_a_warning_not_an_error(
+def test_offline_any_model_name_works_and_no_warning_says_otherwise(
     admin_client: Client, remote: openai.OpenAI
 ) -> None:
+    page = admin_client.get(ADD).content.decode()
+    assert "every model name is answered by the offline retrieval model" in page
     response = admin_client.post(ADD, form(model="my-local-llama"))
     assert response.status_code == 302
-    assert any("does not list a model called 'my-local-llama'" in m for m in messages_of(response))
+    assert not any("does not list" in m for m in messages_of(response))
     assert AssistantProfile.objects.get().model == "my-local-llama"
+
+
+def test_a_model_the_model_api_does_not_list_is_a_warning_once(
+    admin_client: Client, model_engine: ThreadlineServer, settings: Any
+) -> None:
+    point_at(settings, model_engine.api_url)
+    page = admin_client.get(ADD).content.decode()
+    assert '<option value="gpt-4o-mini">' in page  # the model API's, from the engine's list
+    assert '<option value="threadline-retrieval">' in page
+    response = admin_client.post(ADD, form(model="my-local-llama", functions=""))
+    assert response.status_code == 302
+    warned = [m for m in messages_of(response) if "does not list a model called" in m]
+    assert warned == [
+        "The model API does not list a model called 'my-local-llama'. It was kept; runs will "
+        "fail if the model API does not know it either."
+    ]
+    profile = AssistantProfile.objects.get()
+    assert profile.model == "my-local-llama"
+    admin_client.get(LIST)  # the page that shows (and so uses up) the messages
+    # Saving it again for something else says nothing more about the model.
+    change = f"/admin/chat/assistantprofile/{profile.pk}/change/"
+    again = admin_client.post(change, form(model="my-local-llama", functions="", name="Renamed"))
+    assert again.status_code == 302
+    assert not any("does not list" in m for m in messages_of(again))
+    admin_client.get(LIST)
+    listed = admin_client.post(change, form(model="gpt-4o", functions="", name="Renamed"))
+    assert not any("does not list" in m for m in messages_of(listed))
 
 
 @pytest.mark.parametrize(
@@ -261,7 +290,7 @@ def test_a_file_over_the_limit_is_refused_at_the_field(
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 1024
     big = SimpleUploadedFile("big.md", b"x" * 2048)
     response = admin_client.post(ADD, form(knowledge_files=[big]))
-    assert "big.md is larger than 1 KB" in " ".join(
+    assert "big.md is over the 1 KB limit" in " ".join(
         response.context["adminform"].form.errors["knowledge_files"]
     )
     assert response.wsgi_request.FILES.getlist("knowledge_files") == []  # never kept

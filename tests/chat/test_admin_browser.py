@@ -67,7 +67,7 @@ def test_admin_sets_up_a_pdf_assistant_and_a_person_gets_a_cited_answer(
         files = page.get_by_label("Add knowledge files")
         files.set_input_files(str(huge))
         message = files.evaluate("input => input.validationMessage")
-        assert message == "huge.pdf is larger than 512 MB, the limit for one file."
+        assert message == "huge.pdf is 600 MB, over the 512 MB limit for one file."
         broken = tmp_path / "broken.pdf"  # a PDF header, then nothing a reader can use
         broken.write_bytes(b"%PDF-1.4\nthis is not really a pdf\n%%EOF\n")
         files.set_input_files([str(CORPUS / PDF), str(broken)])

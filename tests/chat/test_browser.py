@@ -86,8 +86,8 @@ def test_keyboard_enter_sends_and_shift_enter_adds_a_line(
     browser.page.keyboard.type("line two")
     assert box.input_value() == "line one\nline two"
     browser.page.keyboard.press("Enter")
-    browser.page.get_by_text("Second answer.").wait_for()
-    user_messages = browser.page.locator("article.message.user")
+    browser.page.locator("#messages").get_by_text("Second answer.").wait_for()
+    user_messages = browser.page.locator("article.message.user .md")
     assert user_messages.last.inner_text().endswith("line one\nline two")
     assert box.input_value() == ""
 
@@ -109,7 +109,7 @@ def test_stop_keeps_the_partial_answer(browser: Browser, scripted: Scripted) -> 
     # The thread takes a new message once the run has ended.
     page.get_by_role("textbox", name="Message").fill("Thanks")
     page.get_by_role("button", name="Send").click()
-    page.get_by_text("After the stop.").wait_for()
+    page.locator("#messages").get_by_text("After the stop.").wait_for()
 
 
 def test_reload_mid_stream_shows_the_whole_answer_exactly_once(
@@ -266,6 +266,6 @@ def test_run_error_shows_a_message_and_retry_works(browser: Browser, scripted: S
     alert.wait_for()
     browser.shot("failed")
     page.get_by_role("button", name="Retry").click()
-    page.get_by_text("Second time lucky.").wait_for()
+    page.locator("#messages").get_by_text("Second time lucky.").wait_for()
     time.sleep(0.2)
     browser.shot("retried")

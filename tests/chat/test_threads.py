@@ -7,6 +7,7 @@ import re
 
 import openai
 
+from chat.titles import cleaned, plain_title
 from tests.chat.conftest import ChatClient, ChatServer, Scripted
 from tests.fake_model import Reply
 from tests.servers import ENGINE_KEY, shell
@@ -48,14 +49,10 @@ def test_long_first_message_makes_a_short_title(owner: ChatClient, scripted: Scr
     assert len(title) <= 80 and title.endswith("…")
 
 
-def test_search_filters_threads_by_title(owner: ChatClient, scripted: Scripted) -> None:
-    scripted.script(Reply("ok"), Reply("ok"))
-    converse(owner, scripted, "Zebra facts please")
-    converse(owner, scripted, "Something else")
-    fragment = owner.get("/threads?q=zebra").text
-    assert thread_titles(f'aria-label="Threads">{fragment}</nav>') == ["Zebra facts please"]
-    page = owner.get("/?q=nothing-like-this").text
-    assert "No threads match" in page
+def test_titles_are_plain_text_without_markdown(owner: ChatClient, scripted: Scripted) -> None:
+    scripted.script(Reply("ok"))
+    converse(owner, scripted, "**Explain** `zip()` and [links](https://example.com) in\n# Python")
+    assert thread_titles(owner.get("/").text)[0] == "Explain zip() and links in Python"
 
 
 def test_rename_changes_the_title_everywhere(owner: ChatClient, scripted: Scripted) -> None:
@@ -125,3 +122,13 @@ def test_a_malformed_older_cursor_is_a_400_over_the_latest_messages(
             f"/c/{conversation}/", params={"older": cursor}, headers={"HX-Request": "true"}
         )
         assert fragment.status_code == 400
+
+
+def test_a_model_title_is_one_plain_line() -> None:
+    assert plain_title("# **Bold** and `code`\n\n- a [link](https://x.example)") == (
+        "Bold and code a link"
+    )
+    assert cleaned('"Cooking rice quickly."\nExtra line') == "Cooking rice quickly"
+    assert cleaned("Title: **Rice**") == "Rice"
+    assert cleaned("   \n") == ""
+    assert len(cleaned("word " * 60)) <= 80

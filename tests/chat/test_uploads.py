@@ -49,7 +49,7 @@ def docx(with_body: bool) -> bytes:
         ("data.json", b'{"unclosed": ', "data.json is not valid JSON"),
         ("letter.docx", docx(with_body=False), "letter.docx is not a Word (.docx) document"),
         ("empty.md", b"", "empty.md is empty"),
-        ("big.txt", b"a" * (UPLOAD_LIMIT + 1), "big.txt is larger than 2 MB"),
+        ("big.txt", b"a" * (UPLOAD_LIMIT + 1), "big.txt is over the 2 MB limit"),
     ],
 )
 def test_files_are_checked_by_content(

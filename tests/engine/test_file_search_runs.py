@@ -217,3 +217,34 @@ def test_run_started_right_after_attaching_waits_for_ingestion(
         m for m in sent_to(model_server, model)[1]["messages"] if m["role"] == "tool"
     )
     assert "(page 18)" in tool_output["content"]
+
+
+def test_offline_answer_quotes_each_passage_once_in_whole_sentences(
+    offline_client: openai.OpenAI, offline_store: str
+) -> None:
+    assistant = offline_client.beta.assistants.create(
+        model="threadline-retrieval",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [offline_store]}},
+    )
+    # The table of contents names these packages too, with dot leaders and page numbers.
+    run = offline_client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "What does the LRS model contain?"}]},
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed", run.last_error
+    answer = offline_client.beta.threads.messages.list(thread_id=run.thread_id).data[0]
+    text = answer.content[0].text.value
+    quotes = [line.removeprefix("> ") for line in text.split("\n\n") if line.startswith("> ")]
+    assert quotes, text
+    for found in citations(answer):
+        quote = (found.file_citation.model_extra or {})["quote"]
+        assert text.count(quote) == 1, quote  # once, and the footnote names only the source
+    for quote in quotes:
+        words = quote.split("【")[0].strip()
+        assert words[0].isupper() or words[0].isdigit(), words
+        assert words[-1] in ".!?:…", words
+        assert "...." not in words and ". . ." not in words
+        assert "GeoBase® " not in words and "Edition 1.0 2004-06" not in words
+    assert "— GeoBase" not in text

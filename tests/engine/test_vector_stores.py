@@ -329,6 +329,33 @@ def test_several_queries_and_max_num_results(
     assert caught.value.body["param"] == "max_num_results"
 
 
+def test_a_word_most_chunks_hold_still_counts_for_the_chunk_that_holds_it() -> None:
+    # Its own engine: what matters is the share of the whole index that holds "author".
+    pages = {
+        "ferry.txt": "The ferry leaves at dawn. The ferry returns at dusk. The ferry carries cars.",
+        "notes.txt": "Ferry notes\nAuthor: Ruth Mills",
+        "tides.txt": "Tide tables\nAuthor: Harbour office",
+        "beam.txt": "Lighthouse beam\nAuthor: Harbour office",
+        "stairs.txt": "The keeper climbs the stairs to trim the lamp.",
+        "gulls.txt": "Gulls nest on the breakwater every spring.",
+    }
+    server = ThreadlineServer().start()
+    try:
+        with sdk(server) as client:
+            store = client.vector_stores.create()
+            batch = client.vector_stores.file_batches.create_and_poll(
+                vector_store_id=store.id,
+                file_ids=[upload(client, name, text).id for name, text in pages.items()],
+            )
+            assert batch.file_counts.completed == len(pages)
+            hits = client.vector_stores.search(store.id, query="Who is the ferry's author?").data
+    finally:
+        server.stop()
+    # Half the chunks say "Author:", so it tells less than "ferry" does, but it still counts.
+    assert [hit.filename for hit in hits[:2]] == ["notes.txt", "ferry.txt"]
+    assert hits[0].score > hits[1].score
+
+
 def test_searching_keeps_an_expiring_store_alive(offline_client: openai.OpenAI) -> None:
     store = offline_client.vector_stores.create(
         expires_after={"anchor": "last_active_at", "days": 1}
