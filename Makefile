@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Test files run in this many worker processes (pytest-xdist); TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 4
 # Twisted listens with a backlog of 50 by default: a burst of new streams overflowed it.
 BACKLOG ?= 1024
 DAPHNE := $(VENV)/bin/daphne -e "tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG)" config.asgi:application
@@ -52,7 +54,7 @@ test: $(VENV)/.installed $(NODE_MODULES) $(NODE_FLOWS)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
@@ -65,4 +67,4 @@ bench: $(VENV)/.installed
 # THREADLINE_TEST_POSTGRES names the maintenance database.
 test-postgres: $(VENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
-	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/engine tests/chat/test_search.py $(PYTEST_ARGS)

@@ -111,12 +111,17 @@ def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
     numbered = numbered_sentences(text)
     if not numbered:
         return ""
-    numbered = whole(numbered)
-    found = [sentence for _, sentence in numbered]
 
     def overlap(sentence: str) -> int:
         words = {w.lower() for w in WORD.findall(sentence)}
         return sum(1 for t in terms if any(w.startswith(t[:5]) for w in words))
+
+    # Whole sentences, unless the words asked about are only in a piece of one (a glossary
+    # line the chunk ends with, say): a piece that answers beats whole ones that do not.
+    trimmed = whole(numbered)
+    if max(overlap(s) for _, s in trimmed) >= max(overlap(s) for _, s in numbered):
+        numbered = trimmed
+    found = [sentence for _, sentence in numbered]
 
     def complete(i: int) -> bool:
         return bool(ENDS_SENTENCE.search(found[i]))
@@ -127,11 +132,11 @@ def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
 
     # A heading's words describe what follows it: they count for the next sentence too. The
     # best match is then a real sentence rather than a heading, where one matches as well.
-    scores = [overlap(sentence) for sentence in found]
-    for i in range(1, len(found)):
-        if not complete(i - 1):
-            scores[i] += scores[i - 1]
-    best = max(range(len(found)), key=lambda i: (scores[i], complete(i), len(found[i])))
+    # Only the heading's own words: in a list of short lines (a glossary) each line is a
+    # "heading" of the next, and carrying scores down the list would favour its longest line.
+    own = [overlap(sentence) for sentence in found]
+    scores = [own[i] + (own[i - 1] if i and not complete(i - 1) else 0) for i in range(len(found))]
+    best = max(range(len(found)), key=lambda i: (scores[i], own[i], complete(i), len(found[i])))
     start = end = best
     chosen = found[best]
     # Grow around the best sentence while it fits, preferring what follows, through whole

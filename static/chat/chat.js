@@ -74,8 +74,12 @@
     list.hidden = files.length === 0;
   }
 
-  // The message box grows with its text, up to the limit the stylesheet sets.
+  // The message box grows with its text, up to the limit the stylesheet sets. Where CSS can
+  // (field-sizing), it does: a height set here is a style attribute, which htmx copies onto the
+  // box it swaps in, and the page's Content-Security-Policy refuses style attributes.
+  const sizesItself = window.CSS && CSS.supports("field-sizing", "content");
   function fit(box) {
+    if (sizesItself) return;
     box.style.height = "auto";
     box.style.height = box.scrollHeight + 2 + "px";
   }

@@ -68,12 +68,12 @@ def test_the_quiz_is_answered_in_the_page_and_the_answer_goes_on(
     quiz(browser, scripted, chat_server, "Right: 1/2 + 1/4 = 3/4.")
     page = browser.page
     assert page.get_by_role("group", name="1. What is 1/2 + 1/4?").is_visible()
-    assert page.get_by_text("Time left to answer").is_visible()
+    assert page.locator("#messages").get_by_text("Time left to answer").is_visible()
     shots(browser, "quiz")
     answer_quiz(browser)
     wait_until_idle(browser)
-    assert page.get_by_text("Right: 1/2 + 1/4 = 3/4.").is_visible()
-    assert page.get_by_text("You answered (display_quiz)").is_visible()
+    assert page.locator("#messages").get_by_text("Right: 1/2 + 1/4 = 3/4.").is_visible()
+    assert page.locator("#messages").get_by_text("You answered (display_quiz)").is_visible()
     shots(browser, "quiz-answered")
 
 
@@ -85,7 +85,7 @@ def test_a_reload_while_the_form_waits_shows_it_again(
     browser.page.get_by_role("button", name="Send answer").wait_for()
     answer_quiz(browser)
     wait_until_idle(browser)
-    assert browser.page.get_by_text("Answered after a reload.").is_visible()
+    assert browser.page.locator("#messages").get_by_text("Answered after a reload.").is_visible()
 
 
 @pytest.mark.parametrize("choice", ["Allow", "Deny"])
@@ -105,15 +105,15 @@ def test_approval_is_allowed_or_denied_with_its_buttons(
     start_chat(browser, scripted, "What time is it in Reykjavík?")
     page = browser.page
     page.get_by_role("button", name=choice).wait_for()
-    assert page.get_by_text("local_time needs your approval").is_visible()
-    assert page.get_by_text("Reykjavík").first.is_visible()
+    assert page.locator("#messages").get_by_text("local_time needs your approval").is_visible()
+    assert page.locator("#messages").get_by_text("Reykjavík").first.is_visible()
     if choice == "Allow":
         shots(browser, "approval")
     page.get_by_role("button", name=choice).click()
     wait_until_idle(browser)
-    assert page.get_by_text(f"{choice}ed, as you wished").is_visible()
+    assert page.locator("#messages").get_by_text(f"{choice}ed, as you wished").is_visible()
     label = "Ran local_time" if choice == "Allow" else "You denied local_time"
-    assert page.get_by_text(label).is_visible()
+    assert page.locator("#messages").get_by_text(label).is_visible()
 
 
 def test_a_server_result_is_shown_collapsed_and_expands(
@@ -154,7 +154,11 @@ def test_a_failing_function_says_what_went_wrong_in_words(
     start_chat(browser, scripted, "Blow it up")
     wait_until_idle(browser)
     page = browser.page
-    assert page.get_by_text("explode failed", exact=True).is_visible()
-    assert page.get_by_text("explode failed: ValueError: the sky fell").is_visible()
-    assert page.get_by_text("That did not work; sorry.").is_visible()
+    assert page.locator("#messages").get_by_text("explode failed", exact=True).is_visible()
+    assert (
+        page.locator("#messages")
+        .get_by_text("explode failed: ValueError: the sky fell")
+        .is_visible()
+    )
+    assert page.locator("#messages").get_by_text("That did not work; sorry.").is_visible()
     shots(browser, "failed")

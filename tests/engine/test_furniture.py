@@ -69,6 +69,21 @@ def test_quotes_are_whole_sentences_without_headings_or_leaders() -> None:
     )
 
 
+def test_a_glossary_is_quoted_at_the_line_asked_about() -> None:
+    # Each short line reads as the heading of the next; the line with the word asked about is
+    # the quote, not the longest line of the list.
+    glossary = (
+        "ABBREVIATIONS\nLRM Linear Reference Method\nLRS Linear Reference System\n"
+        "NHNC1 National Hydro Network, Canada, Level 1\nNID National Identifier"
+    )
+    assert excerpt(glossary, "What does the abbreviation LRM stand for?") == (
+        "LRM Linear Reference Method"
+    )
+    # A chunk that ends in a piece of a sentence: kept when only that piece has the answer.
+    cut = "The model is described below. Tributaries are joined at the confluence node of"
+    assert "confluence" in excerpt(cut, "Where are tributaries joined at a confluence?")
+
+
 def test_a_page_that_is_only_its_number_keeps_it() -> None:
     pages = [Page(1, "1"), Page(2, "2"), Page(3, "3")]
     assert [p.text for p in without_furniture(pages)] == ["1", "2", "3"]

@@ -50,5 +50,5 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0008_titles_and_said_text")]
+    dependencies = [("chat", "0007_titles_and_said_text")]
     operations = [migrations.RunPython(create, drop)]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0007_chat_objects_in_their_own_project"),
+        ("chat", "0006_function_registry"),
     ]
 
     operations = [

@@ -117,7 +117,7 @@ def move_to_chat_project(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0006_function_registry"),
+        ("chat", "0008_said_text_index"),
         ("engine", "0007_run_status_choices"),
     ]
 
