@@ -165,6 +165,9 @@ LOGGING = {
 # --- Engine (the embedded Assistants API v2) --------------------------------------------------
 # Bearer keys accepted for the default project, besides the hashed keys admins create.
 THREADLINE_API_KEYS = env_list("THREADLINE_API_KEYS")
+# Requests per key ("600/minute") for stored keys without a rate of their own; "" for no limit.
+# Checked when the engine starts (engine.apps).
+API_RATE_LIMIT = env_str("THREADLINE_API_RATE_LIMIT")
 RUN_EXPIRES_SECONDS = env_int("THREADLINE_RUN_EXPIRES_SECONDS", 600)
 # A run whose worker has not reported for this long is taken as lost (crash, restart).
 RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)

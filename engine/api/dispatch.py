@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from engine.api import rate_limits
 from engine.api.access import authenticate
 from engine.api.errors import ApiError
 
@@ -22,12 +23,16 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
 
     Handlers take `(request, project, **url_kwargs)` and return a dict (sent as JSON) or a
     response. Any `ApiError` becomes OpenAI's error envelope; nothing else leaks a stack trace.
+    Every response to a rate-limited key says where it stands (`x-ratelimit-*`).
     """
 
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        rate_headers: dict[str, str] = {}
         try:
-            project = authenticate(request)
+            caller = authenticate(request)
+            rate_headers = rate_limits.admit(caller.key_id, caller.rate)
+            project = caller.project
             handler = handlers.get(request.method or "")
             if handler is None:
                 raise ApiError(
@@ -37,18 +42,20 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
                 )
             result = handler(request, project, **kwargs)
         except ApiError as error:
-            return error.response()
+            response: HttpResponseBase = error.response()
         except Exception:
             log.exception("Unexpected error in %s %s", request.method, request.path)
-            return ApiError(
+            response = ApiError(
                 500,
                 "The server had an error while processing your request. Sorry about that!",
                 type="server_error",
                 code="server_error",
             ).response()
-        if isinstance(result, HttpResponseBase):
-            return result
-        return JsonResponse(result)
+        else:
+            response = result if isinstance(result, HttpResponseBase) else JsonResponse(result)
+        for name, value in rate_headers.items():
+            response.setdefault(name, value)
+        return response
 
     # The verbs this URL serves, for whoever inspects the URLconf; mypy types a function as
     # having no attributes.
