@@ -20,6 +20,7 @@ from django.db import transaction
 from chat import assistants_api as api
 from chat import remote_assistant
 from chat.access import may_use
+from chat.limits import admission
 from chat.live import relay, replay
 from chat.live.answer import RunView
 from chat.models import AssistantProfile, Conversation, Upload
@@ -70,6 +71,22 @@ async def send(
         await ensure_idle(conversation)
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE if conversation is not None else "Choose an assistant.")
+    usage_id = await admitted(user, sum(file.size for file in files))
+    try:
+        return await send_admitted(user, conversation, profile, text, files, usage_id)
+    except BaseException:
+        await sync_to_async(admission.release)(usage_id)
+        raise
+
+
+async def send_admitted(
+    user: User,
+    conversation: Conversation | None,
+    profile: AssistantProfile,
+    text: str,
+    files: list[CheckedFile],
+    usage_id: int,
+) -> Sent:
     assistant_id = await usable(current_assistant(profile))
     thread_id = conversation.thread_id if conversation else None
     uploaded: dict[str, CheckedFile] = {}
@@ -89,11 +106,20 @@ async def send(
             "content": [{"type": "text", "text": {"value": text}}],
         }
     conversation = await sync_to_async(record_send)(
-        user, conversation, profile, started.thread_id, text, started.run_id, uploaded
+        user, conversation, profile, started.thread_id, text, started.run_id, uploaded, usage_id
     )
     names = {file_id: file.name for file_id, file in uploaded.items()}
     launch(conversation, assistant_id, started, names)
     return Sent(conversation, started.run_id, message_view(message, conversation.pk, names))
+
+
+async def admitted(user: User, upload_bytes: int) -> int:
+    """Count one more answer for the person, or refuse it with what their limits say."""
+    await admission.settle_lost(user)
+    try:
+        return await sync_to_async(admission.admit)(user, upload_bytes)
+    except admission.OverLimit as over:
+        raise Refused(str(over)) from over
 
 
 async def send_with_files(
@@ -143,20 +169,32 @@ async def readable(thread_id: str, uploaded: dict[str, CheckedFile]) -> None:
 
 
 async def retry(user: User, conversation: Conversation) -> Sent:
-    """Answer the thread again, after a run failed: no new message."""
+    """Answer the thread again, after a run failed: no new message (but a new answer, which
+    counts against the person's limits as a message does)."""
     await ensure_idle(conversation)
     profile = conversation.assistant
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE)
-    assistant_id = await usable(current_assistant(profile))
+    usage_id = await admitted(user, 0)
     try:
-        started = await api.start_run(conversation.thread_id, assistant_id)
-    except api.AssistantsError as error:
-        busy = await is_busy(conversation.thread_id)
-        raise Refused(BUSY if busy else str(error)) from error
-    await sync_to_async(conversation.start_run)(started.run_id)
+        assistant_id = await usable(current_assistant(profile))
+        try:
+            started = await api.start_run(conversation.thread_id, assistant_id)
+        except api.AssistantsError as error:
+            busy = await is_busy(conversation.thread_id)
+            raise Refused(BUSY if busy else str(error)) from error
+        await sync_to_async(restart)(conversation, started.run_id, usage_id)
+    except BaseException:
+        await sync_to_async(admission.release)(usage_id)
+        raise
     launch(conversation, assistant_id, started, {})
     return Sent(conversation, started.run_id, None)
+
+
+def restart(conversation: Conversation, run_id: str, usage_id: int) -> None:
+    with transaction.atomic():
+        conversation.start_run(run_id)
+        admission.started(usage_id, conversation, run_id)
 
 
 def launch(
@@ -183,6 +221,7 @@ def record_send(
     text: str,
     run_id: str,
     uploaded: dict[str, CheckedFile],
+    usage_id: int,
 ) -> Conversation:
     with transaction.atomic():
         if conversation is None:
@@ -204,6 +243,8 @@ def record_send(
             for file_id, file in uploaded.items()
         )
         conversation.start_run(run_id)
+        # In the same transaction as the uploads: the files count as stored from here on.
+        admission.started(usage_id, conversation, run_id)
     return conversation
 
 

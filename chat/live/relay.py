@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from chat import assistants_api as api
+from chat.limits import admission
 from chat.live import replay
 from chat.live.answer import Fragment, RunView, merged
 from chat.models import Conversation
@@ -88,6 +89,8 @@ class Relay:
         self.outbox: list[Fragment] = []
         self.wake = asyncio.Event()
         self.read_done = False
+        # The run object as it ended (with its token usage), once known.
+        self.final_run: dict[str, Any] | None = None
         self.seq = 0
         self.base = 0
         self.layer = get_channel_layer()
@@ -117,7 +120,9 @@ class Relay:
             async for event in self.run_start.events:
                 await self.prepare(event)
                 self.outbox.extend(self.view.apply(event.name, event.data))
-                terminal = terminal or event.name in TERMINAL
+                if event.name in TERMINAL:
+                    terminal = True
+                    self.final_run = event.data
                 if event.name == "thread.run.requires_action":
                     self.view.unsupported_tools(event.data)
                     await api.cancel_run(self.run_start.thread_id, self.run_id)
@@ -171,6 +176,7 @@ class Relay:
             while True:
                 run = await api.retrieve_run(thread_id, self.run_id)
                 if run["status"] not in api.ACTIVE_STATUSES:
+                    self.final_run = run
                     break
                 if run["status"] == "requires_action":
                     self.view.unsupported_tools(run)
@@ -229,6 +235,12 @@ class Relay:
             await self.check_uploads()
         except Exception:
             log.exception("Run %s: settling the answer failed", self.run_id)
+        try:
+            # Unknown (the answer was lost): the next send asks the API (settle_lost).
+            if self.final_run is not None:
+                await sync_to_async(admission.ended)(self.run_id, self.final_run)
+        except Exception:
+            log.exception("Run %s: recording its usage failed", self.run_id)
         try:
             # Before the last events: once a browser has seen the end, a reload must find the
             # thread idle (its page then shows the answer from the API, not a live section).
