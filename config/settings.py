@@ -4,6 +4,8 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from config.env import env_bool, env_int, env_json, env_list, env_str, local_secret
 
@@ -104,6 +106,13 @@ if REDIS_URL:
                         # redis-py's asyncio pool refuses a 101st command in flight by default
                         # (MaxConnectionsError): about one per live answer at peak.
                         "max_connections": 1000,
+                        # A pooled connection that Redis closed (a restart, an idle timeout) is
+                        # replaced and the command sent again once. redis-py 8.1's asyncio pool
+                        # no longer replaces such a connection before use when RESP3 turns on
+                        # maintenance notifications (redis/redis-py#4252), and without a retry
+                        # the first PUBLISH after a Redis restart failed. A PUBLISH sent twice
+                        # is harmless: streams skip an event id they have sent.
+                        "retry": Retry(NoBackoff(), 1),
                     }
                 ],
             },

@@ -105,7 +105,13 @@ class Relay:
             reader = asyncio.create_task(self.read())
             await self.publish_loop()
         except Exception:
-            log.exception("Relaying run %s failed", self.run_id)
+            # The replay log is out of reach. The run goes on in the API regardless: follow it
+            # to its end, so that the last events carry the whole answer (or why it stopped),
+            # never an empty one, and the thread is idle when the run is over, not before.
+            log.exception("Relaying run %s failed; following it to its end", self.run_id)
+            if reader is None:
+                reader = asyncio.create_task(self.read())
+            await asyncio.gather(reader, return_exceptions=True)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -219,9 +225,15 @@ class Relay:
         self.seq += 1
         entry = replay.Entry(self.seq, event, data)
         await replay.call(replay.append, self.run_id, [entry])
-        await self.layer.group_send(
-            self.group, {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
-        )
+        try:
+            await self.layer.group_send(
+                self.group, {"type": "run.event", "seq": entry.seq, "event": event, "data": data}
+            )
+        except Exception as error:
+            # The event is in the log: streams fill the hole from it at their next live event
+            # or heartbeat, as they do for an event the layer dropped. Losing one publish must
+            # not lose the answer.
+            log.warning("Run %s: publishing event %s failed: %r", self.run_id, entry.seq, error)
         return entry
 
     async def publish_snapshot(self, snapshot: str) -> None:

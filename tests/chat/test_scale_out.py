@@ -30,7 +30,7 @@ from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer, model_env
 
 pytestmark = pytest.mark.redis
 
-PROFILES = 10
+PROFILES = 12
 THREAD_OF = """
 import json
 from chat.models import Conversation
@@ -390,6 +390,26 @@ def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
     assert status == 200 and events and events[-1].event != "end"
     # The stream ends, so EventSource reconnects; it is not kept open with no answer coming.
     assert let_go < 20, let_go
+
+
+def test_a_process_that_relayed_before_redis_restarted_relays_the_next_answer_whole(
+    pair: Pair, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # B relays an answer, so its channel layer keeps a connection to Redis; Redis restarts and
+    # that connection is dead. B's next answer went out empty: its first publish failed and
+    # the relay gave the answer up, though the run completed.
+    first, second = tokens(20), " ".join(f"again{i}" for i in range(40))
+    scripted.script(Reply(first, chunk_delay=0.03), Reply(second, chunk_delay=0.03))
+    sent = on_b.send("Before", assistant=scripted.profile_id)
+    assert sent.events_url
+    assert_whole_once(on_b.events(sent.events_url)[1], first)
+    pair.redis.stop()
+    pair.redis.start()
+    again = on_b.send("After", conversation_id=sent.conversation_id)
+    assert again.events_url
+    status, events = on_b.events(again.events_url)
+    assert status == 200
+    assert_whole_once(events, second)
 
 
 def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(
