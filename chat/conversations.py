@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.db import transaction
 from chat import assistants_api as api
 from chat import remote_assistant, search
 from chat.access import may_use
+from chat.limits import admission
 from chat.live import relay, replay
 from chat.live.answer import RunView
 from chat.models import AssistantProfile, Conversation, Upload
@@ -90,6 +92,18 @@ async def send(
         await ensure_idle(conversation)
     if profile is None or not await sync_to_async(may_use)(user, profile):
         raise Refused(GONE if conversation is not None else "Choose an assistant.")
+    async with counted(user, sum(file.size for file in files)) as usage_id:
+        return await send_admitted(user, conversation, profile, text, files, usage_id)
+
+
+async def send_admitted(
+    user: User,
+    conversation: Conversation | None,
+    profile: AssistantProfile,
+    text: str,
+    files: list[CheckedFile],
+    usage_id: int,
+) -> Sent:
     assistant_id = await usable(current_assistant(profile))
     thread_id = conversation.thread_id if conversation else None
     uploaded: dict[str, CheckedFile] = {}
@@ -109,13 +123,22 @@ async def send(
             "content": [{"type": "text", "text": {"value": text}}],
         }
     conversation = await sync_to_async(record_send)(
-        user, conversation, profile, started.thread_id, text, started.run_id, uploaded
+        user, conversation, profile, started.thread_id, text, started.run_id, uploaded, usage_id
     )
     names = {file_id: file.name for file_id, file in uploaded.items()}
     launch(conversation, assistant_id, started, names)
     view = message_view(message, conversation.pk, names)
     view.actions = True
     return Sent(conversation, started.run_id, view)
+
+
+async def admitted(user: User, upload_bytes: int) -> int:
+    """Count one more answer for the person, or refuse it with what their limits say."""
+    await admission.settle_lost(user)
+    try:
+        return await sync_to_async(admission.admit)(user, upload_bytes)
+    except admission.OverLimit as over:
+        raise Refused(str(over)) from over
 
 
 async def send_with_files(
@@ -165,8 +188,11 @@ async def readable(thread_id: str, uploaded: dict[str, CheckedFile]) -> None:
 
 
 async def retry(user: User, conversation: Conversation) -> Sent:
-    """Answer the thread again, after a run failed: no new message."""
-    return await restart(conversation, await answer_again(user, conversation))
+    """Answer the thread again, after a run failed: no new message (but a new answer, which
+    counts against the person's limits as a message does)."""
+    assistant_id = await answer_again(user, conversation)
+    async with counted(user) as usage_id:
+        return await restart(conversation, assistant_id, usage_id)
 
 
 async def answer_again(user: User, conversation: Conversation) -> str:
@@ -183,6 +209,13 @@ async def regenerate(user: User, conversation: Conversation, message_id: str) ->
     through the API, then a new run starts. `message_id` is the answer the page showed as the
     newest; if it no longer is, nothing is done."""
     assistant_id = await answer_again(user, conversation)
+    async with counted(user) as usage_id:
+        return await regenerate_counted(conversation, assistant_id, message_id, usage_id)
+
+
+async def regenerate_counted(
+    conversation: Conversation, assistant_id: str, message_id: str, usage_id: int
+) -> Sent:
     recent = await usable(api.recent_messages(conversation.thread_id))
     newest = recent[0] if recent else {}
     run_id = newest.get("run_id")
@@ -193,7 +226,7 @@ async def regenerate(user: User, conversation: Conversation, message_id: str) ->
     for answer_id in removed:
         await usable(api.delete_message(conversation.thread_id, answer_id))
     await sync_to_async(search.forget)(conversation.pk, removed)
-    sent = await restart(conversation, assistant_id)
+    sent = await restart(conversation, assistant_id, usage_id)
     sent.removed = removed
     return sent
 
@@ -206,6 +239,13 @@ async def edit(user: User, conversation: Conversation, message_id: str, text: st
     was; should removing fail half way, the thread keeps the new message with some of the old
     ones, and nothing the person wrote is lost."""
     assistant_id = await answer_again(user, conversation)
+    async with counted(user) as usage_id:
+        return await edit_counted(conversation, assistant_id, message_id, text, usage_id)
+
+
+async def edit_counted(
+    conversation: Conversation, assistant_id: str, message_id: str, text: str, usage_id: int
+) -> Sent:
     if message_id.startswith("sent-"):
         message_id = await sent_message_id(conversation.thread_id, message_id.removeprefix("sent-"))
     try:
@@ -223,7 +263,7 @@ async def edit(user: User, conversation: Conversation, message_id: str, text: st
     for old_id in removed:
         await usable(api.delete_message(conversation.thread_id, old_id))
     await sync_to_async(search.forget)(conversation.pk, removed)
-    sent = await restart(conversation, assistant_id)
+    sent = await restart(conversation, assistant_id, usage_id)
     names = dict(
         await sync_to_async(lambda: list(conversation.uploads.values_list("file_id", "name")))()
     )
@@ -247,15 +287,33 @@ async def sent_message_id(thread_id: str, run_id: str) -> str:
     return str(users[-1]["id"])
 
 
-async def restart(conversation: Conversation, assistant_id: str) -> Sent:
+@contextlib.asynccontextmanager
+async def counted(user: User, upload_bytes: int = 0) -> AsyncIterator[int]:
+    """One more answer counted for the person (refused past their limits), uncounted again if
+    none starts. Regenerate and Edit count before they remove anything."""
+    usage_id = await admitted(user, upload_bytes)
+    try:
+        yield usage_id
+    except BaseException:
+        await sync_to_async(admission.release)(usage_id)
+        raise
+
+
+async def restart(conversation: Conversation, assistant_id: str, usage_id: int) -> Sent:
     try:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:
         busy = await is_busy(conversation.thread_id)
         raise Refused(busy_unseen() if busy else str(error)) from error
-    await sync_to_async(conversation.start_run)(started.run_id)
+    await sync_to_async(started_again)(conversation, started.run_id, usage_id)
     launch(conversation, assistant_id, started, {})
     return Sent(conversation, started.run_id, None)
+
+
+def started_again(conversation: Conversation, run_id: str, usage_id: int) -> None:
+    with transaction.atomic():
+        conversation.start_run(run_id)
+        admission.started(usage_id, conversation, run_id)
 
 
 def launch(
@@ -282,6 +340,7 @@ def record_send(
     text: str,
     run_id: str,
     uploaded: dict[str, CheckedFile],
+    usage_id: int,
 ) -> Conversation:
     with transaction.atomic():
         if conversation is None:
@@ -303,6 +362,8 @@ def record_send(
             for file_id, file in uploaded.items()
         )
         conversation.start_run(run_id)
+        # In the same transaction as the uploads: the files count as stored from here on.
+        admission.started(usage_id, conversation, run_id)
     return conversation
 
 

@@ -377,6 +377,135 @@ class Upload(models.Model):
         return self.name
 
 
+class UsageLimits(models.Model):
+    """Limits an admin set for one person, for one group, or for everyone (neither given).
+
+    An empty field sets nothing here; `chat.limits.rules` says how a person's rows combine.
+    """
+
+    class Scope(models.TextChoices):
+        EVERYONE = "everyone", "everyone"
+        GROUP = "group", "group"
+        USER = "user", "person"
+
+    # Follows from `user` and `group` (see save()); it lets the database keep one "everyone" row.
+    scope = models.CharField(max_length=8, choices=Scope.choices, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="usage_limits",
+        help_text="Limits of this person's own: where set, they win over their groups'.",
+    )
+    group = models.OneToOneField(
+        Group,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="usage_limits",
+        help_text="Limits for the group's members. Neither person nor group: everyone's default.",
+    )
+    messages_per_hour = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages sent (and retries) in any 60 minutes."
+    )
+    messages_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages sent (and retries) in any 24 hours."
+    )
+    answers_at_once = models.PositiveIntegerField("answers running at once", null=True, blank=True)
+    tokens_per_day = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens the answers used in any 24 hours."
+    )
+    tokens_per_month = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens the answers used in the calendar month (UTC)."
+    )
+    upload_mb_per_day = models.PositiveIntegerField(
+        "upload MB per day", null=True, blank=True, help_text="Attached files in any 24 hours."
+    )
+    stored_mb = models.PositiveIntegerField(
+        "stored MB",
+        null=True,
+        blank=True,
+        help_text="Attached files kept in all of the person's conversations together.",
+    )
+
+    class Meta:
+        verbose_name = "usage limits"
+        verbose_name_plural = "usage limits"
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(user__isnull=False, group__isnull=False),
+                name="usage_limits_for_a_person_or_a_group",
+                violation_error_message="Limits are for a person or for a group, not both.",
+            ),
+            models.UniqueConstraint(
+                fields=["scope"],
+                condition=models.Q(scope="everyone"),
+                name="one_usage_limits_for_everyone",
+                violation_error_message="Everyone's limits exist already: change those instead.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.user_id is not None:
+            return f"Limits of {self.user}"
+        if self.group_id is not None:
+            return f"Limits of the group {self.group}"
+        return "Limits for everyone"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.scope = self.scope_of()
+        super().save(*args, **kwargs)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        # Forms leave `scope` out (it is not editable) and so would skip its constraint.
+        self.scope = self.scope_of()
+        super().validate_constraints(set(exclude or ()) - {"scope"})
+
+    def scope_of(self) -> str:
+        if self.user_id is not None:
+            return UsageLimits.Scope.USER
+        if self.group_id is not None:
+            return UsageLimits.Scope.GROUP
+        return UsageLimits.Scope.EVERYONE
+
+
+class AnswerUsage(models.Model):
+    """One answer a person asked for (a message sent, or a retry): what their limits count.
+
+    Recorded before anything reaches the Assistants API, in the transaction that checked the
+    limits, and removed again if nothing was sent (chat.limits.admission). Kept when its
+    conversation is deleted: what was used today stays used.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="answer_usage"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Empty until the run has started; with them, a process can ask the API how a run ended
+    # whose relay died with another process.
+    thread_id = models.CharField(max_length=128, blank=True)
+    run_id = models.CharField(max_length=128, blank=True, db_index=True)
+    # Bytes of the files attached to the message.
+    upload_bytes = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # The run's usage as the API reported it; None until it ends (or when it never said).
+    prompt_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "usage"
+        verbose_name_plural = "usage"
+        indexes = [models.Index(fields=["user", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
 # The function registry and call records live with the chat's tools; imported here so that Django
 # finds them with the app's other models (the `as` re-exports them).
 from chat.tools.models import CallRound as CallRound  # noqa: E402

@@ -6,6 +6,8 @@ from typing import Any
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from config.env import env_bool, env_int, env_json, env_list, env_str, local_secret
 
@@ -117,6 +119,13 @@ if REDIS_URL:
                         # redis-py's asyncio pool refuses a 101st command in flight by default
                         # (MaxConnectionsError): about one per live answer at peak.
                         "max_connections": 1000,
+                        # A pooled connection that Redis closed (a restart, an idle timeout) is
+                        # replaced and the command sent again once. redis-py 8.1's asyncio pool
+                        # no longer replaces such a connection before use when RESP3 turns on
+                        # maintenance notifications (redis/redis-py#4252), and without a retry
+                        # the first PUBLISH after a Redis restart failed. A PUBLISH sent twice
+                        # is harmless: streams skip an event id they have sent.
+                        "retry": Retry(NoBackoff(), 1),
                     }
                 ],
             },
@@ -211,6 +220,9 @@ LOGGING = {
 # --- Engine (the embedded Assistants API v2) --------------------------------------------------
 # Bearer keys accepted for the default project, besides the hashed keys admins create.
 THREADLINE_API_KEYS = env_list("THREADLINE_API_KEYS")
+# Requests per key ("600/minute") for stored keys without a rate of their own; "" for no limit.
+# Checked when the engine starts (engine.apps).
+API_RATE_LIMIT = env_str("THREADLINE_API_RATE_LIMIT")
 RUN_EXPIRES_SECONDS = env_int("THREADLINE_RUN_EXPIRES_SECONDS", 600)
 # A run whose worker has not reported for this long is taken as lost (crash, restart).
 RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)

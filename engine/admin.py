@@ -21,16 +21,42 @@ class ProjectAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are generated here and shown once; only their hash is kept."""
 
-    list_display = ["name", "project", "prefix", "created_at", "last_used_at", "status"]
+    list_display = [
+        "name",
+        "project",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "status",
+        "requests_allowed",
+    ]
     list_filter = ["project", "revoked_at"]
     search_fields = ["name", "prefix"]
-    fields = ["name", "project", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "name",
+        "project",
+        "rate_limit",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     @admin.display(description="Status")
     def status(self, key: ApiKey) -> str:
         return f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+
+    @admin.display(description="Rate limit")
+    def requests_allowed(self, key: ApiKey) -> str:
+        try:
+            rate = key.rate()
+        except ValueError:
+            return "not a rate: edit it"
+        if rate is None:
+            return "none"
+        return f"{rate}" if key.rate_limit else f"{rate} (default)"
 
     def save_model(self, request: HttpRequest, key: ApiKey, form: Any, change: bool) -> None:
         plaintext = None if change else key.set_new_key()

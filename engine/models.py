@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from engine.ids import new_id
+from engine.rates import Rate, parse, rate_for
 
 
 def auto() -> str:
@@ -61,6 +63,13 @@ class Project(models.Model):
         return cls.named(cls.CHAT_NAME)
 
 
+def validate_rate_limit(text: str) -> None:
+    try:
+        parse(text)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
 class ApiKey(models.Model):
     """A bearer key an admin created; only its SHA-256 is stored."""
 
@@ -71,6 +80,15 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_rate_limit],
+        help_text=(
+            'Requests per second, minute or hour, e.g. "60/minute"; "none" for no limit. '
+            "Empty: THREADLINE_API_RATE_LIMIT (no limit when that is unset)."
+        ),
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -89,9 +107,12 @@ class ApiKey(models.Model):
         self.key_hash = self.hash(plaintext)
         return plaintext
 
+    def rate(self) -> Rate | None:
+        return rate_for(self.rate_limit)
+
     @classmethod
-    def issue(cls, project: Project, name: str) -> tuple[ApiKey, str]:
-        key = cls(project=project, name=name)
+    def issue(cls, project: Project, name: str, rate_limit: str = "") -> tuple[ApiKey, str]:
+        key = cls(project=project, name=name, rate_limit=rate_limit)
         plaintext = key.set_new_key()
         key.save()
         return key, plaintext

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 
 from chat import assistants_api as api
 from chat import search, titles
+from chat.limits import admission
 from chat.live import replay
 from chat.live.answer import Fragment, RunView, merged
 from chat.models import Conversation
@@ -97,6 +98,8 @@ class Relay:
         self.outbox: list[Fragment] = []
         self.wake = asyncio.Event()
         self.read_done = False
+        # The run object as it ended (with its token usage), once known.
+        self.final_run: dict[str, Any] | None = None
         self.seq = 0
         self.base = 0
         self.layer = get_channel_layer()
@@ -117,7 +120,13 @@ class Relay:
             reader = asyncio.create_task(self.read())
             await self.publish_loop()
         except Exception:
-            log.exception("Relaying run %s failed", self.run_id)
+            # The replay log is out of reach. The run goes on in the API regardless: follow it
+            # to its end, so that the last events carry the whole answer (or why it stopped),
+            # never an empty one, and the thread is idle when the run is over, not before.
+            log.exception("Relaying run %s failed; following it to its end", self.run_id)
+            if reader is None:
+                reader = asyncio.create_task(self.read())
+            await asyncio.gather(reader, return_exceptions=True)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -162,7 +171,9 @@ class Relay:
             async for event in events:
                 await self.prepare(event)
                 self.outbox.extend(self.view.apply(event.name, event.data))
-                self.terminal = self.terminal or event.name in TERMINAL
+                if event.name in TERMINAL:
+                    self.terminal = True
+                    self.final_run = event.data  # its usage counts against the person's limits
                 if event.name == "thread.run.requires_action":
                     action = event.data
                 self.wake.set()
@@ -247,6 +258,7 @@ class Relay:
                 if run["status"] == "requires_action":
                     return run
                 if run["status"] not in api.ACTIVE_STATUSES:
+                    self.final_run = run
                     break
                 if asyncio.get_running_loop().time() > deadline:
                     self.view.lost("The answer is taking too long; reload the page later.")
@@ -336,6 +348,12 @@ class Relay:
             await sync_to_async(rounds.release)(self.run_id, self.token)
         except Exception:
             log.exception("Run %s: releasing its function calls failed", self.run_id)
+        try:
+            # Unknown (the answer was lost): the next send asks the API (settle_lost).
+            if self.final_run is not None:
+                await sync_to_async(admission.ended)(self.run_id, self.final_run)
+        except Exception:
+            log.exception("Run %s: recording its usage failed", self.run_id)
         try:
             # Before the last events: once a browser has seen the end, a reload must find the
             # thread idle (its page then shows the answer from the API, not a live section).

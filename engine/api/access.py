@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import TypeVar
 
 from django.conf import settings
@@ -13,10 +15,20 @@ from django.utils import timezone
 from engine.api import key_use
 from engine.api.errors import ApiError, not_found
 from engine.models import ApiKey, Project
+from engine.rates import Rate
 
 
-def authenticate(request: HttpRequest) -> Project:
-    """The project of the request's key: `Authorization: Bearer <key>`, or Azure OpenAI's
+@dataclass(frozen=True)
+class Caller:
+    """Who a request's key says is calling: its project, and what limits its requests."""
+
+    project: Project
+    key_id: str  # names the key in rate-limit counters, never the key itself
+    rate: Rate | None
+
+
+def authenticate(request: HttpRequest) -> Caller:
+    """Who the request's key says is calling: `Authorization: Bearer <key>`, or Azure OpenAI's
     `api-key: <key>` header, which code written for Azure sends instead. Nothing else counts,
     a session cookie least of all."""
     key = presented_key(request)
@@ -28,14 +40,14 @@ def authenticate(request: HttpRequest) -> Project:
             "or in an api-key header as Azure OpenAI clients do.",
             code="missing_api_key",
         )
-    project = project_for_key(key)
-    if project is None:
+    caller = caller_for_key(key)
+    if caller is None:
         raise ApiError(
             401,
             f"Incorrect API key provided: {redact(key)}. Ask your Threadline admin for a key.",
             code="invalid_api_key",
         )
-    return project
+    return caller
 
 
 def presented_key(request: HttpRequest) -> str:
@@ -47,14 +59,21 @@ def presented_key(request: HttpRequest) -> str:
 
 
 def project_for_key(key: str) -> Project | None:
+    caller = caller_for_key(key)
+    return caller.project if caller is not None else None
+
+
+def caller_for_key(key: str) -> Caller | None:
     for allowed in settings.THREADLINE_API_KEYS:
         if hmac.compare_digest(allowed.encode(), key.encode()):
-            # The chat's own key, if it is one of these, opens the chat's project; the others
-            # are scripts', which see none of the chat's people's threads and files.
+            # The operator's own keys are not rate-limited. The chat's own key, if it is one
+            # of these, opens the chat's project; the others are scripts', which see none of
+            # the chat's people's threads and files.
+            name = hashlib.sha256(allowed.encode()).hexdigest()[:16]
             chat_key = settings.ASSISTANTS_KEY
             if chat_key and hmac.compare_digest(chat_key.encode(), key.encode()):
-                return Project.chat()
-            return Project.default()
+                return Caller(Project.chat(), f"env-{name}", None)
+            return Caller(Project.default(), f"env-{name}", None)
     api_key = (
         ApiKey.objects.select_related("project")
         .filter(key_hash=ApiKey.hash(key), revoked_at__isnull=True)
@@ -67,7 +86,7 @@ def project_for_key(key: str) -> Project | None:
     # written in the background, so that no request waits for the database's lock for it.
     if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
         key_use.note(api_key.pk, now)
-    return api_key.project
+    return Caller(api_key.project, f"key-{api_key.pk}", api_key.rate())
 
 
 def redact(key: str) -> str:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.views.decorators.csrf import csrf_exempt
 
 from engine import disk
+from engine.api import rate_limits
 from engine.api.access import authenticate
 from engine.api.errors import ApiError
 
@@ -24,6 +25,7 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
 
     Handlers take `(request, project, **url_kwargs)` and return a dict (sent as JSON) or a
     response. Any `ApiError` becomes OpenAI's error envelope; nothing else leaks a stack trace.
+    Every response to a rate-limited key says where it stands (`x-ratelimit-*`).
     """
 
     allowed = sorted(handlers)
@@ -32,17 +34,21 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
     # site cannot make a browser send one: there is nothing for CSRF checks to protect.
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        rate_headers: dict[str, str] = {}
         try:
             handler = handlers.get(request.method or "")
             if handler is None:
                 return method_not_allowed(request, allowed)
-            project = authenticate(request)
-            result = handler(request, project, **kwargs)
+            caller = authenticate(request)
+            rate_headers = rate_limits.admit(caller.key_id, caller.rate)
+            result = handler(request, caller.project, **kwargs)
         except ApiError as error:
-            return error.response()
+            response: HttpResponseBase = error.response()
         except SuspiciousOperation as error:
             # Django's own refusals of a request, such as too many form fields.
-            return ApiError(400, str(error) or "The request was refused as malformed.").response()
+            response = ApiError(
+                400, str(error) or "The request was refused as malformed."
+            ).response()
         except Exception as error:
             if disk.full(error):
                 log.error("Out of disk space in %s %s: %s", request.method, request.path, error)
@@ -55,15 +61,17 @@ def api_view(**handlers: Handler) -> Callable[..., HttpResponseBase]:
                 request.path,
                 getattr(request, "scope", {}).get("request_id"),
             )
-            return ApiError(
+            response = ApiError(
                 500,
                 "The server had an error while processing your request. Sorry about that!",
                 type="server_error",
                 code="server_error",
             ).response()
-        if isinstance(result, HttpResponseBase):
-            return result
-        return JsonResponse(result)
+        else:
+            response = result if isinstance(result, HttpResponseBase) else JsonResponse(result)
+        for name, value in rate_headers.items():
+            response.setdefault(name, value)
+        return response
 
     # The verbs this URL serves, for whoever inspects the URLconf; mypy types a function as
     # having no attributes.

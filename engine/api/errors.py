@@ -17,8 +17,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.status = status
         self.message = message
         self.param = param
@@ -36,7 +38,10 @@ class ApiError(Exception):
         }
 
     def response(self) -> JsonResponse:
-        return JsonResponse(self.body(), status=self.status)
+        response = JsonResponse(self.body(), status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 def not_found(noun: str, object_id: str, param: str | None = None) -> ApiError:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 
 from tests.chat.conftest import (
@@ -37,7 +38,7 @@ from tests.servers import REDIS_SERVER, RedisServer, ThreadlineServer, model_env
 
 pytestmark = pytest.mark.redis
 
-PROFILES = 14
+PROFILES = 16
 THREAD_OF = """
 import json
 from chat.models import Conversation
@@ -349,6 +350,58 @@ def test_channel_layer_takes_hundreds_of_answers_publishing_at_once(pair: Pair) 
     assert out.strip().splitlines()[-1] == "True"
 
 
+LIMITED = """
+import json
+from django.contrib.auth.models import User
+from chat.models import UsageLimits
+from engine.models import ApiKey, Project
+person = User.objects.create_user("limited", password={password!r})
+UsageLimits.objects.create(user=person, messages_per_hour=3)
+print(json.dumps(ApiKey.issue(Project.default(), "a script", "4/hour")[1]))
+"""
+
+
+def test_limits_count_across_processes(pair: Pair, scripted: Scripted) -> None:
+    """A person's limits live in the database, a key's request counts in Redis: sends and
+    requests at once, spread over both processes, let exactly the limit through."""
+    key = shell(pair.a, LIMITED.format(password=PASSWORD))
+    scripted.script(*(Reply(f"Answer {i}.") for i in range(8)))
+    on_a = ChatClient(pair.a.url)
+    on_a.login("limited")
+    clients = [on_a]
+    for index in range(1, 8):
+        client = ChatClient((pair.a if index % 2 == 0 else pair.b).url)
+        client.http.cookies.update(on_a.http.cookies)
+        clients.append(client)
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            sends = list(
+                pool.map(lambda c: c.send("At once", assistant=scripted.profile_id), clients)
+            )
+        accepted = [(c, s) for c, s in zip(clients, sends, strict=True) if s.events_url]
+        assert len(accepted) == 3
+        for client, sent in zip(clients, sends, strict=True):
+            if sent.events_url:
+                assert client.events(sent.events_url)[1][-1].event == "end"
+            else:
+                assert "limit of 3 messages an hour" in sent.response.text
+    finally:
+        for client in clients:
+            client.close()
+
+    def request(server: ThreadlineServer) -> int:
+        with sdk(server, key=key) as client:
+            try:
+                client.models.list()
+            except openai.RateLimitError:
+                return 429
+            return 200
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(request, [pair.a, pair.b] * 5))
+    assert statuses.count(200) == 4 and statuses.count(429) == 6
+
+
 def test_redis_going_away_mid_answer_ends_the_stream_rather_than_hanging(
     pair: Pair, on_a: ChatClient, on_b: ChatClient, scripted: Scripted
 ) -> None:
@@ -406,6 +459,26 @@ def test_redis_restarted_mid_answer_ends_readers_and_the_next_answers_arrive(
         status, answer = reader.events(again.events_url, timeout=30)
         assert status == 200 and answer and answer[-1].event == "end", answer
         assert "After the restart." in answer[-2].data
+
+
+def test_a_process_that_relayed_before_redis_restarted_relays_the_next_answer_whole(
+    pair: Pair, on_b: ChatClient, scripted: Scripted
+) -> None:
+    # B relays an answer, so its channel layer keeps a connection to Redis; Redis restarts and
+    # that connection is dead. B's next answer went out empty: its first publish failed and
+    # the relay gave the answer up, though the run completed.
+    first, second = tokens(20), " ".join(f"again{i}" for i in range(40))
+    scripted.script(Reply(first, chunk_delay=0.03), Reply(second, chunk_delay=0.03))
+    sent = on_b.send("Before", assistant=scripted.profile_id)
+    assert sent.events_url
+    assert_whole_once(on_b.events(sent.events_url)[1], first)
+    pair.redis.stop()
+    pair.redis.start()
+    again = on_b.send("After", conversation_id=sent.conversation_id)
+    assert again.events_url
+    status, events = on_b.events(again.events_url)
+    assert status == 200
+    assert_whole_once(events, second)
 
 
 def test_a_process_that_dies_mid_answer_leaves_the_thread_to_the_other(

@@ -1,9 +1,13 @@
 """Admins create engine keys in Django admin: shown once, stored hashed, revocable."""
 
+import io
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 
 from engine.api.access import project_for_key
@@ -44,3 +48,44 @@ def test_revoked_key_no_longer_authenticates(admin_client: Client) -> None:
     )
     assert "Revoked 1 key" in response.content.decode()
     assert project_for_key(plaintext) is None
+
+
+def test_a_keys_rate_limit_is_checked_and_listed(admin_client: Client, settings: Any) -> None:
+    settings.API_RATE_LIMIT = "600/minute"
+    project = Project.default()
+    refused = admin_client.post(
+        "/admin/engine/apikey/add/", {"name": "greedy", "project": project.pk, "rate_limit": "fast"}
+    )
+    assert "&#x27;fast&#x27; is not a rate limit" in refused.content.decode()
+    assert not ApiKey.objects.filter(name="greedy").exists()
+    for name, rate in (("hourly", "100/hour"), ("unlimited", "none"), ("plain", "")):
+        admin_client.post(
+            "/admin/engine/apikey/add/", {"name": name, "project": project.pk, "rate_limit": rate}
+        )
+    listed = admin_client.get("/admin/engine/apikey/").content.decode()
+    assert "100/hour" in listed and "600/minute (default)" in listed
+    assert ApiKey.objects.get(name="unlimited").rate() is None
+
+
+def test_the_chat_frontends_key_is_not_rate_limited(
+    db: None, settings: Any, tmp_path: Path
+) -> None:
+    """The chat limits each person itself; a default meant for scripts must not throttle it."""
+    settings.ASSISTANTS_KEY = ""
+    settings.ASSISTANTS_KEY_FILE = tmp_path / "frontend-engine.key"
+    settings.API_RATE_LIMIT = "10/minute"
+    call_command("issue_frontend_key", stdout=io.StringIO())
+    key = ApiKey.objects.get(key_hash=ApiKey.hash(settings.ASSISTANTS_KEY_FILE.read_text().strip()))
+    assert key.rate_limit == "none" and key.rate() is None
+    # A key issued before rate limits existed gets "none" on the next start; one an admin
+    # limited on purpose keeps its rate.
+    key.rate_limit = ""
+    key.save()
+    call_command("issue_frontend_key", stdout=io.StringIO())
+    key.refresh_from_db()
+    assert key.rate_limit == "none"
+    key.rate_limit = "100/second"
+    key.save()
+    call_command("issue_frontend_key", stdout=io.StringIO())
+    key.refresh_from_db()
+    assert key.rate_limit == "100/second"
