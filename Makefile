@@ -54,7 +54,8 @@ test: $(VENV)/.installed $(NODE_MODULES) $(NODE_FLOWS)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -m serial $(PYTEST_ARGS) || test $$? -eq 5  # 5: none selected
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

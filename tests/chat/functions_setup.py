@@ -117,9 +117,12 @@ def action_url(fragment: str) -> str:
 
 
 def tool_outputs(requests: list[dict[str, Any]], model: str) -> list[str]:
-    """The tool outputs the model was sent, last request of the model first."""
+    """The tool outputs of the model's last request that had any (a later request may be the
+    one that titles the thread)."""
     for request in reversed(requests):
         body = request.get("body") or {}
         if body.get("model") == model:
-            return [m["content"] for m in body.get("messages", []) if m.get("role") == "tool"]
+            outputs = [m["content"] for m in body.get("messages", []) if m.get("role") == "tool"]
+            if outputs:
+                return outputs
     return []
