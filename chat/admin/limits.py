@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -51,14 +51,9 @@ class GroupLimitsInline(LimitsInline):
     fk_name = "group"
 
 
-# The user and group pages as Django makes them, with their limits at the end.
-admin.site.unregister(User)
+# The group page as Django makes it, with its limits at the end (a person's page has theirs:
+# chat.admin.people).
 admin.site.unregister(Group)
-
-
-@admin.register(User)
-class UserWithLimitsAdmin(UserAdmin):
-    inlines = [*UserAdmin.inlines, PersonLimitsInline]
 
 
 @admin.register(Group)

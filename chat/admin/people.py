@@ -20,7 +20,8 @@ from django.urls import reverse
 
 from chat import assistants_api as api
 from chat import conversations
-from chat.models import Conversation, Upload
+from chat.admin.limits import PersonLimitsInline
+from chat.models import AnswerUsage, Conversation, Upload, UsageLimits
 
 
 def remote_parts(user: User) -> list[str]:
@@ -46,11 +47,16 @@ admin.site.unregister(User)
 @admin.register(User)
 # Generic in django-stubs, not at run time.
 class PersonAdmin(UserAdmin):  # type: ignore[type-arg]
+    inlines = [*UserAdmin.inlines, PersonLimitsInline]  # their limits, at the end
+
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         # Conversations go with their person, whose delete takes care of their remote threads;
         # the thread admin alone offers no delete, which Django would count as "no permission".
         perms_needed.discard(Conversation._meta.verbose_name)
+        # Their limits and usage go with them too; usage is read-only in the admin.
+        perms_needed.discard(AnswerUsage._meta.verbose_name)
+        perms_needed.discard(UsageLimits._meta.verbose_name)
         for user in objs:
             to_delete.extend(remote_parts(user))
         return to_delete, model_count, perms_needed, protected

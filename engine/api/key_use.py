@@ -49,3 +49,14 @@ def flush() -> None:
         log.warning("Could not record when %d API key(s) were last used", len(pending))
     finally:
         connections.close_all()  # this thread's: it ends now
+
+
+def discard_pending() -> None:
+    """Forget the uses not yet written, and their timer: for code that looks keys up in a
+    process whose database goes away before the timer fires (tests)."""
+    global _timer
+    with _lock:
+        if _timer is not None:
+            _timer.cancel()
+        _timer = None
+        _pending.clear()

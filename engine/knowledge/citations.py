@@ -136,7 +136,7 @@ def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
     # "heading" of the next, and carrying scores down the list would favour its longest line.
     own = [overlap(sentence) for sentence in found]
     scores = [own[i] + (own[i - 1] if i and not complete(i - 1) else 0) for i in range(len(found))]
-    best = max(range(len(found)), key=lambda i: (scores[i], own[i], complete(i), len(found[i])))
+    best = max(range(len(found)), key=lambda i: (scores[i], complete(i), own[i], len(found[i])))
     start = end = best
     chosen = found[best]
     # Grow around the best sentence while it fits, preferring what follows, through whole
