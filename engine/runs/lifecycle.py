@@ -148,7 +148,8 @@ def pick(value: Any, default: Any) -> Any:
 def launch(run: Run, *, resume: bool = False) -> None:
     """Hand a run to the worker and return at once: the run goes on without any client."""
     execution = RunExecution(run)
-    worker.start(run.id, execution.resume if resume else execution.start)
+    work = execution.resume if resume else execution.start
+    worker.start(run.id, work, unstarted=execution.settle_interrupted)
 
 
 def launch_streaming(run: Run, *, resume: bool = False) -> events.Subscription:

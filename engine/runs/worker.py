@@ -64,23 +64,38 @@ class Worker:
                 self._loop = new_loop
             return self._loop
 
-    def start(self, run_id: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Execute `work()` for a run on the worker loop; returns at once."""
+    def start(
+        self,
+        run_id: str,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        unstarted: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        """Execute `work()` for a run on the worker loop; returns at once. A task cancelled
+        before its first step never enters `work()`, so nothing there can settle the run:
+        `unstarted()` runs then instead."""
 
         def schedule() -> None:
             task = asyncio.get_running_loop().create_task(work(), name=run_id)
             self._tasks[run_id] = task
             self._executing = frozenset(self._tasks)
-            task.add_done_callback(lambda done: self._finished(run_id, done))
+            task.add_done_callback(lambda done: self._finished(run_id, done, unstarted))
 
         # A fresh context: the caller's (a request's) must not follow the run, or asgiref would
         # route the run's database work to the request's thread, which is gone by then.
         self.loop().call_soon_threadsafe(schedule, context=contextvars.Context())
 
-    def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
+    def _finished(
+        self,
+        run_id: str,
+        task: asyncio.Task[None],
+        unstarted: Callable[[], Coroutine[Any, Any, None]] | None,
+    ) -> None:
         if self._tasks.get(run_id) is task:
             del self._tasks[run_id]
             self._executing = frozenset(self._tasks)
+        if task.cancelled() and unstarted is not None:
+            # The work handles a cancel itself once it runs; cancelled, the task never did.
+            asyncio.get_running_loop().create_task(unstarted(), name=f"{run_id}-settle")
         if not task.cancelled() and task.exception() is not None:
             log.error("Run %s crashed", run_id, exc_info=task.exception())
 
