@@ -65,7 +65,8 @@ bench: $(VENV)/.installed
 	$(PY) bench/engine_stream.py
 
 # The engine's suite again on PostgreSQL, and the chat's search (its own full-text index);
-# THREADLINE_TEST_POSTGRES names the maintenance database.
+# THREADLINE_TEST_POSTGRES names the maintenance database. In one process: xdist workers each
+# migrating fresh databases at once outran a small machine's disk.
 test-postgres: $(VENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/engine tests/chat/test_search.py $(PYTEST_ARGS)
+	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PYTEST_ARGS)
