@@ -30,6 +30,12 @@ import threading
 import time
 from typing import Any
 
+# The sandbox's environment has IPython; the server never imports this module.
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
 DATA = "/mnt/data"
 CHUNK = 64 * 1024
 # Bounds on collecting /mnt/data, so a million tiny files cannot stall an execution.
@@ -249,33 +255,37 @@ class Runner:
             print(text)
 
 
-def make_shell(runner: Runner) -> Any:
-    from IPython.core.displayhook import DisplayHook
-    from IPython.core.displaypub import DisplayPublisher
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
+class Publisher(DisplayPublisher):  # type: ignore[misc]
+    """display() and the inline backend's figures."""
 
-    class Publisher(DisplayPublisher):  # type: ignore[misc]
-        def publish(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            runner.show(data)
+    def publish(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        self.shell.runner.show(data)
 
-    class Hook(DisplayHook):  # type: ignore[misc]
-        # A cell's last expression shows as in a notebook, without the "Out[n]:" prompt.
-        def write_output_prompt(self) -> None:
-            pass
 
-        def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
-            runner.show(format_dict)
+class Hook(DisplayHook):  # type: ignore[misc]
+    """A cell's last expression, shown as in a notebook, without the "Out[n]:" prompt."""
 
-    class Shell(InteractiveShell):  # type: ignore[misc]
-        def enable_gui(self, gui: str | None = None) -> None:
-            pass  # the inline backend needs no event loop; the base class refuses every gui
+    def write_output_prompt(self) -> None:
+        pass
 
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
+        self.shell.runner.show(format_dict)
+
+
+class Shell(InteractiveShell):  # type: ignore[misc]
+    runner: Runner
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        pass  # the inline backend needs no event loop; the base class refuses every gui
+
+
+def make_shell(runner: Runner) -> Shell:
     config = Config()
     config.HistoryManager.enabled = False
-    shell = Shell.instance(
+    shell: Shell = Shell.instance(
         config=config, colors="nocolor", display_pub_class=Publisher, displayhook_class=Hook
     )
+    shell.runner = runner
     with contextlib.suppress(ImportError):
         # Figures shown or left open become PNG images, as in Jupyter.
         shell.enable_matplotlib("inline")

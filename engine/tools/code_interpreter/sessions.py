@@ -13,7 +13,6 @@ All of it runs on one event loop (the run worker's): create `Sessions` there and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import posixpath
 import time
@@ -255,10 +254,12 @@ class Sessions:
 
     async def aclose(self) -> None:
         self.closed = True
-        for task in list(self.tasks):
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: whatever a cancelled start still awaits, the sessions below end now.
+            await asyncio.wait(tasks, timeout=10)
         for state in self.threads.values():
             await self.end(state, "was closed")
         while self.pool:

@@ -117,12 +117,12 @@ async def test_memory_spread_over_processes_stays_capped(
         "print([child.wait() for child in children])",
     )
     # Each child holds 200 MB: the host never gives the sandbox 12 x 200 MB. With cgroups the
-    # sandbox holds ~320 MB at most and the kernel's OOM killer ends what goes over (children,
-    # or the session itself); with rlimits alone at most `processes` processes run, each under
-    # the address-space cap, and the rest are refused.
+    # sandbox holds ~420 MB at most (memory, /mnt/data, /tmp) and the kernel's OOM killer ends
+    # what goes over (children, or the session itself), or a child fails its own allocation;
+    # with rlimits alone at most `processes` processes run and the rest are refused.
     if cgroups:
         assert (result.error is not None and "ran out of memory" in result.error) or any(
-            code == -signal.SIGKILL
+            code != 0
             for code in eval(result.logs.splitlines()[-1])  # noqa: S307
         )
     else:
