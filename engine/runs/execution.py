@@ -20,6 +20,8 @@ from engine.runs import events, prompt
 from engine.runs.answers import AnswerWriter, answers
 from engine.runs.worker import db
 from engine.tools import file_search
+from engine.tools.code_interpreter import tool as code_interpreter
+from engine.tools.code_interpreter.sessions import InputFile
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ class RunExecution:
         # The answer being written, if any: a cancel or failure ends it as incomplete.
         self.open_message_id: str | None = None
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        # What this run's code wrote to /mnt/data (path -> file id) and showed (image file
+        # ids not yet in an answer): the next answer links and shows them.
+        self.sandbox_files: dict[str, str] = {}
+        self.code_images: list[str] = []
 
     def emit(self, event: str, data: Any) -> None:
         events.publish(self.run_id, event, data)
@@ -117,7 +123,7 @@ class RunExecution:
         request = ModelRequest(
             model=self.run.model,
             messages=built.messages,
-            tools=prompt.chat_tools(self.run),
+            tools=prompt.chat_tools(self.run, await self.code_files()),
             tool_choice=prompt.chat_tool_choice(self.run),
             parallel_tool_calls=self.run.parallel_tool_calls,
             temperature=self.run.temperature,
@@ -155,6 +161,11 @@ class RunExecution:
         await self.complete()
         return "completed"
 
+    async def code_files(self) -> list[InputFile]:
+        if not code_interpreter.enabled(self.run) or is_offline(self.run.model):
+            return []
+        return await db(code_interpreter.input_files)(self.run)
+
     def remaining_completion_tokens(self) -> int | None:
         if not self.run.max_completion_tokens:
             return None
@@ -179,7 +190,8 @@ class RunExecution:
 
     async def call_tools(self, calls: list[ToolCallRequest]) -> str:
         step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
-        details = [tool_call_details(call) for call in calls]
+        code = code_interpreter.enabled(self.run)
+        details = [tool_call_details(call, code) for call in calls]
         step.step_details = {"type": "tool_calls", "tool_calls": details}
         self.emit(
             "thread.run.step.delta",
@@ -197,6 +209,9 @@ class RunExecution:
         searches = [call[file_search.NAME] for call in details if call["type"] == file_search.NAME]
         if searches:
             await db(file_search.run_searches)(self.run, searches)
+        runs = [call for call in details if call["type"] == code_interpreter.TYPE]
+        if runs:
+            await self.run_code(step, details, runs)
         functions = [call for call in details if call["type"] == "function"]
         if functions:
             await db(step.save)(update_fields=["step_details"])
@@ -219,6 +234,47 @@ class RunExecution:
         await db(step.save)()
         self.emit("thread.run.step.completed", step.to_api())
         return "continue"
+
+    async def run_code(
+        self, step: RunStep, details: list[dict[str, Any]], calls: list[dict[str, Any]]
+    ) -> None:
+        """Run the model's code in the thread's sandbox, one call after the other; the log
+        streams as step deltas, then the step records each call's outputs."""
+        files = await self.code_files()
+        expected = await db(code_interpreter.ran_before)(self.run)
+        for call in calls:
+            index = details.index(call)
+
+            async def on_output(text: str, index: int = index) -> None:
+                self.emit_code_delta(
+                    step, index, {"outputs": [{"index": 0, "type": "logs", "logs": text}]}
+                )
+
+            result = await code_interpreter.execute(self.run, call, files, expected, on_output)
+            expected = True
+            self.sandbox_files.update(await db(code_interpreter.record)(self.run, call, result))
+            outputs = call[code_interpreter.TYPE]["outputs"]
+            images = [o for o in outputs if o["type"] == "image"]
+            self.code_images += [image["image"]["file_id"] for image in images]
+            if images:
+                first = len(outputs) - len(images)
+                self.emit_code_delta(
+                    step,
+                    index,
+                    {"outputs": [{"index": first + i, **o} for i, o in enumerate(images)]},
+                )
+            await db(step.save)(update_fields=["step_details"])
+
+    def emit_code_delta(self, step: RunStep, index: int, delta: dict[str, Any]) -> None:
+        call = {"index": index, "type": code_interpreter.TYPE, code_interpreter.TYPE: delta}
+        self.emit(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}},
+            },
+        )
 
     def new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
         step = RunStep.objects.create(
@@ -310,11 +366,13 @@ class RunExecution:
             self.emit("thread.message.incomplete", message.to_api())
 
 
-def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
+def tool_call_details(call: ToolCallRequest, code: bool) -> dict[str, Any]:
     """The run step's record of a model's tool call; any call the engine does not execute is a
-    function call for the client."""
+    function call for the client. `code`: the run has code interpreter."""
     if call.name == file_search.NAME:
         return file_search.call_details(call)
+    if code and call.name == code_interpreter.NAME:
+        return code_interpreter.call_details(call)
     return {
         "id": call.id,
         "type": "function",
