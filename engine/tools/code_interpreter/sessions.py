@@ -258,8 +258,9 @@ class Sessions:
         for task in tasks:
             task.cancel()
         if tasks:
-            # Bounded: whatever a cancelled start still awaits, the sessions below end now.
-            await asyncio.wait(tasks, timeout=10)
+            # A cancelled start still closes what it started (up to ~15 s on a busy machine);
+            # bounded, so that a stuck one cannot keep the sessions below from ending.
+            await asyncio.wait(tasks, timeout=60)
         for state in self.threads.values():
             await self.end(state, "was closed")
         while self.pool:
