@@ -76,6 +76,7 @@ class Kernel:
         self.last_used = self.started_at
         self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.closed = False
+        self.closing: asyncio.Task[None] | None = None
         self.reader = asyncio.get_running_loop().create_task(self.read_frames())
 
     @classmethod
@@ -286,9 +287,14 @@ class Kernel:
         self.started.kill()
 
     async def close(self) -> None:
-        if self.closed:
-            return
+        """End the sandbox and release its pipes; a caller cancelled meanwhile does not cut
+        that short, and a second call waits for the first to finish."""
         self.closed = True
+        if self.closing is None:
+            self.closing = asyncio.get_running_loop().create_task(self.release())
+        await asyncio.shield(self.closing)
+
+    async def release(self) -> None:
         await self.end()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.process.wait(), 5)

@@ -297,6 +297,8 @@ async def spawn(limits: Limits, cgroup: cgroups.Cgroup | None) -> Started:
             # Cancelled: no sandbox is left behind.
             Started(process, init).kill()
             await process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
             if init >= 0:
                 os.close(init)
             raise

@@ -87,6 +87,8 @@ class Sessions:
         self.mode = mode or settings.CODE_INTERPRETER
         self.threads: OrderedDict[str, ThreadSession] = OrderedDict()
         self.pool: list[Kernel] = []
+        # Every sandbox started and not yet closed, wherever it is (a thread, the pool, closing).
+        self.every: set[Kernel] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.filling = False
         self.reaping = False
@@ -211,8 +213,10 @@ class Sessions:
                 self.fill_pool()
                 return kernel
             await kernel.close()
+            self.every.discard(kernel)
         await self.make_room()
         kernel = await Kernel.start(self.limits)
+        self.every.add(kernel)
         self.fill_pool()
         return kernel
 
@@ -244,6 +248,7 @@ class Sessions:
         state.ended = why
         if kernel is not None:
             await kernel.close()
+            self.every.discard(kernel)
 
     async def close(self, thread_id: str) -> None:
         """End a thread's session and forget the thread (it was deleted)."""
@@ -263,8 +268,10 @@ class Sessions:
             await asyncio.wait(tasks, timeout=60)
         for state in self.threads.values():
             await self.end(state, "was closed")
-        while self.pool:
-            await self.pool.pop().close()
+        self.pool.clear()
+        for kernel in list(self.every):
+            await kernel.close()
+        self.every.clear()
 
     # --- Background work on the loop: the warm pool and the expiry of idle sessions -----------
 
@@ -287,7 +294,9 @@ class Sessions:
     async def fill(self) -> None:
         try:
             while len(self.pool) < self.limits.warm_sessions and not self.closed:
-                self.pool.append(await Kernel.start(self.limits))
+                kernel = await Kernel.start(self.limits)
+                self.every.add(kernel)
+                self.pool.append(kernel)
         except (KernelError, OSError):
             # The next execution starts its own session and reports what fails.
             log.warning("A warm code interpreter session did not start", exc_info=True)
@@ -311,6 +320,7 @@ class Sessions:
                 ):
                     self.pool.remove(kernel)
                     await kernel.close()
+                    self.every.discard(kernel)
             self.fill_pool()
 
 
