@@ -252,6 +252,18 @@ def model_catalog() -> list[Model]:
     return [Model(model.id, model.owned_by) for model in sync_client().models.list()]
 
 
+def code_interpreter_status() -> tuple[bool, str] | None:
+    """Whether the Assistants API's server can run code, and if not why; None when it does not
+    say (an extra path of Threadline's engine: other servers answer 404)."""
+    try:
+        found = sync_client().get("/threadline/code_interpreter", cast_to=object)
+    except openai.OpenAIError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("available"), bool):
+        return None
+    return found["available"], str(found.get("detail") or "")
+
+
 # --- Threads and messages -------------------------------------------------------------------------
 
 

@@ -241,7 +241,10 @@ class RunExecution:
         """Run the model's code in the thread's sandbox, one call after the other; the log
         streams as step deltas, then the step records each call's outputs."""
         files = await self.code_files()
-        expected = await db(code_interpreter.ran_before)(self.run)
+        after = await db(code_interpreter.last_call)(self.run)
+        # The code is recorded before it runs: a poll sees it, and should this process die
+        # meanwhile, the thread's next run knows that code ran (its session was lost).
+        await db(step.save)(update_fields=["step_details"])
         for call in calls:
             index = details.index(call)
 
@@ -250,8 +253,8 @@ class RunExecution:
                     step, index, {"outputs": [{"index": 0, "type": "logs", "logs": text}]}
                 )
 
-            result = await code_interpreter.execute(self.run, call, files, expected, on_output)
-            expected = True
+            result = await code_interpreter.execute(self.run, call, files, after, on_output)
+            after = call["id"]
             self.sandbox_files.update(await db(code_interpreter.record)(self.run, call, result))
             outputs = call[code_interpreter.TYPE]["outputs"]
             images = [o for o in outputs if o["type"] == "image"]

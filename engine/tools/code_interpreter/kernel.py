@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import posixpath
 import signal
 import time
@@ -295,17 +294,20 @@ class Kernel:
         await asyncio.shield(self.closing)
 
     async def release(self) -> None:
-        await self.end()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), 5)
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        await asyncio.wait({self.reader}, timeout=5)
-        if self.started.init >= 0:
-            os.close(self.started.init)
-            self.started.init = -1
-        if self.cgroup is not None:
-            await asyncio.to_thread(self.cgroup.remove)
+        try:
+            await self.end()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 5)
+            # The reader ends at the end of stdout; a runner that died mid-frame may not get
+            # there, so it is stopped rather than left waiting on a closed pipe.
+            await asyncio.wait({self.reader}, timeout=5)
+        finally:
+            self.reader.cancel()
+            # Every path ends here, a cancelled one too: no pipe, transport or pidfd is left
+            # for the garbage collector (which would warn, on a loop that may be gone).
+            self.started.release()
+            if self.cgroup is not None:
+                await asyncio.to_thread(self.cgroup.remove)
 
     def memory(self) -> tuple[int, int]:
         """(RSS, PSS) in bytes of the sandbox's processes; PSS shares libraries fairly."""

@@ -242,6 +242,10 @@ def merged_usr_links() -> list[str]:
 class Started:
     # bwrap itself, whose stdin and stdout carry the runner's frames.
     process: asyncio.subprocess.Process
+    # The transport behind `process`'s pipes: asyncio closes it by itself only once bwrap has
+    # exited and both its stdout and stderr have been read to the end, which a killed sandbox
+    # may never see (a reader gone, a buffer full). `release` closes it whatever happened.
+    transport: asyncio.SubprocessTransport
     # A pidfd of the sandbox's init: killing it ends every process of the sandbox (its PID
     # namespace), whatever happened to bwrap; a pidfd never hits a reused PID.
     init: int
@@ -256,6 +260,14 @@ class Started:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
 
+    def release(self) -> None:
+        """Close every handle of the sandbox: its pipes, bwrap's transport, the init's pidfd.
+        Kills bwrap if it still runs; idempotent."""
+        self.transport.close()
+        if self.init >= 0:
+            os.close(self.init)
+            self.init = -1
+
 
 async def spawn(limits: Limits, cgroup: cgroups.Cgroup | None) -> Started:
     """Start the runner in a new sandbox."""
@@ -264,12 +276,14 @@ async def spawn(limits: Limits, cgroup: cgroups.Cgroup | None) -> Started:
         raise OSError("bubblewrap is not installed")
     args = ["-I", RUNNER_PATH, json.dumps(limits.for_runner())]
     with Launch(limits, bwrap, args, watched=True) as launch:
-        process = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        # What asyncio.create_subprocess_exec does, keeping the transport to close it.
+        transport, protocol = await loop.subprocess_exec(
+            lambda: asyncio.subprocess.SubprocessStreamProtocol(limit=FRAME_LINE_BYTES, loop=loop),
             *launch.argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            limit=FRAME_LINE_BYTES,
             pass_fds=launch.fds,
             # Nothing of the server's environment reaches bubblewrap, whose first process keeps
             # it in /proc/1/environ for the sandbox to read.
@@ -281,6 +295,7 @@ async def spawn(limits: Limits, cgroup: cgroups.Cgroup | None) -> Started:
             group=launch.user,
             extra_groups=launch.extra_groups,
         )
+        process = asyncio.subprocess.Process(transport, protocol, loop)
         launch.close_inherited()
         init = -1
         try:
@@ -294,15 +309,16 @@ async def spawn(limits: Limits, cgroup: cgroups.Cgroup | None) -> Started:
             # Never a sandbox outside its cgroup: bwrap's stderr says why it did not start.
             process.kill()
         except BaseException:
-            # Cancelled: no sandbox is left behind.
-            Started(process, init).kill()
-            await process.wait()
-            if process.stdin is not None:
-                process.stdin.close()
-            if init >= 0:
-                os.close(init)
+            # Cancelled: no sandbox is left behind, and none of its handles.
+            started = Started(process, transport, init)
+            started.kill()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(process.wait()), 5)
+            finally:
+                started.release()
             raise
-    return Started(process, init)
+    return Started(process, transport, init)
 
 
 def wake(future: asyncio.Future[None]) -> None:

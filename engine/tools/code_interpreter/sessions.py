@@ -79,6 +79,8 @@ class ThreadSession:
     had_kernel: bool = False
     # Why the thread's last session ended, for the note that opens the next one's first log.
     ended: str | None = None
+    # The id of the last code call the session ran, to tell whether it is behind the thread.
+    last_call: str | None = None
 
 
 class Sessions:
@@ -110,13 +112,16 @@ class Sessions:
         code: str,
         files: Sequence[InputFile] = (),
         on_output: OnOutput | None = None,
-        state_expected: bool = False,
+        after: str | None = None,
+        call_id: str | None = None,
     ) -> Execution:
         """Run `code` in the thread's session, after copying new `files` into /mnt/data.
 
-        `on_output` receives the log as it arrives. `state_expected` says the thread ran code
-        before where this process cannot know it (another process, before a restart), so a new
-        session here counts as a reset. Raises `Unavailable` when no sandbox can start.
+        `on_output` receives the log as it arrives. `after` names the thread's code call before
+        this one, wherever it ran (`call_id` names this one): when this process's session did
+        not run it, the thread's code ran elsewhere since (another process, before a restart),
+        so the session here is behind: it ends, and the new one counts as a reset. Raises
+        `Unavailable` when no sandbox can start.
         """
         status = await asyncio.to_thread(self.status)
         if not status.available:
@@ -128,13 +133,15 @@ class Sessions:
             reset = False
             if state.kernel is not None:
                 why = self.expired(state.kernel)
+                if why is None and after is not None and state.last_call != after:
+                    why = "was left behind: the thread's code ran in another server process since"
                 if why is not None:
                     await self.end(state, why)
             for file in files:
                 if all(known.file_id != file.file_id for known in state.files):
                     state.files.append(file)
             if state.kernel is None:
-                reset = state.had_kernel or state_expected
+                reset = state.had_kernel or after is not None
                 if reset:
                     why = state.ended or "ran in another server process or before a restart"
                     notes.append(
@@ -164,6 +171,7 @@ class Sessions:
                 # The run stopped while code ran: the code must not run on into the next one.
                 await self.end(state, "was ended because its run was stopped while code ran")
                 raise
+            state.last_call = call_id
             if outcome.died is not None:
                 await self.end(state, f"was ended because {outcome.died}")
             return execution(outcome, notes, reset)

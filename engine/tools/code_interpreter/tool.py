@@ -9,8 +9,10 @@ answer's `sandbox:/mnt/data/NAME` links get `file_path` annotations.
 
 Sessions live in the server process that runs the call. A thread's next run may execute in
 another process (README, "Scaling out"): its files move with it (they are staged again from the
-database) and its variables are reported as reset, since that process knows the thread ran code
-before from the run steps.
+database) and its variables are reported as reset, since that process knows from the run steps
+that the thread ran code before. A session is trusted only while it ran the thread's last code
+call: one left behind in a process while the thread's code ran elsewhere is ended, never
+resumed with stale variables.
 """
 
 from __future__ import annotations
@@ -115,27 +117,37 @@ def input_files(run: Run) -> list[InputFile]:
     ]
 
 
-def ran_before(run: Run) -> bool:
-    """Whether code ran for this thread in an earlier run (maybe in another process)."""
-    steps = RunStep.objects.filter(thread_id=run.thread_id, type="tool_calls").exclude(run=run)
-    return any(
-        call.get("type") == TYPE
-        for step in steps.only("step_details")
-        for call in step.step_details.get("tool_calls", [])
+def last_call(run: Run) -> str | None:
+    """The id of the thread's last code call before this run, wherever it ran (maybe in
+    another process): the session that ran it is the one that holds the thread's state."""
+    steps = (
+        RunStep.objects.filter(thread_id=run.thread_id, type="tool_calls")
+        .exclude(run=run)
+        .order_by("-created_at", "-id")
+        .only("step_details")
     )
+    for step in steps:
+        calls = step.step_details.get("tool_calls", [])
+        for call in reversed(calls):
+            if call.get("type") == TYPE:
+                return str(call.get("id"))
+    return None
 
 
 async def execute(
     run: Run,
     call: dict[str, Any],
     files: list[InputFile],
-    state_expected: bool,
+    after: str | None,
     on_output: Callable[[str], Awaitable[None]],
 ) -> Execution | str:
-    """Run a call's code; the execution, or why code interpreter is unavailable."""
+    """Run a call's code after the thread's call `after`; the execution, or why code
+    interpreter is unavailable."""
     code = call[TYPE]["input"]
     try:
-        return await sessions().execute(run.thread_id, code, files, on_output, state_expected)
+        return await sessions().execute(
+            run.thread_id, code, files, on_output, after=after, call_id=call["id"]
+        )
     except Unavailable as why:
         return f"Code interpreter is unavailable on this server: {why}. The code did not run."
 

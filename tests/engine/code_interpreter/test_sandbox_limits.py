@@ -102,7 +102,10 @@ async def test_memory_spread_over_processes_stays_capped(
     """Processes that each stay under the per-process cap, together far over the sandbox's."""
     memory = 256 * 2**20
     sessions = make_sessions(
-        dataclasses.replace(limits, memory_bytes=memory, processes=8, cgroups=cgroups)
+        # Room on the clock: twelve interpreters start on a loaded two-core machine.
+        dataclasses.replace(
+            limits, memory_bytes=memory, processes=8, cgroups=cgroups, timeout_seconds=30
+        )
     )
     result = await sessions.execute(
         "thread_spread",

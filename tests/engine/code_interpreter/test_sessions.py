@@ -170,9 +170,24 @@ async def test_a_session_past_its_lifetime_is_replaced(
 
 
 async def test_state_expected_from_elsewhere_counts_as_a_reset(sessions: Sessions) -> None:
-    result = await sessions.execute("thread_moved", "print(1)", state_expected=True)
+    result = await sessions.execute("thread_moved", "print(1)", after="call_elsewhere")
     assert result.reset
     assert "ran in another server process or before a restart" in result.logs
+
+
+async def test_a_session_left_behind_by_code_run_elsewhere_is_replaced(
+    sessions: Sessions,
+) -> None:
+    await sessions.execute("thread_away", "x = 1", call_id="call_1")
+    # The thread's next call ran here: the session goes on.
+    kept = await sessions.execute("thread_away", "print(x)", after="call_1", call_id="call_2")
+    assert kept.logs == "1" and not kept.reset
+    # call_3 ran in another process: this session missed it, so it is not resumed.
+    behind = await sessions.execute(
+        "thread_away", "print('x' in globals())", after="call_3", call_id="call_4"
+    )
+    assert behind.reset and behind.logs.endswith("False")
+    assert "the thread's code ran in another server process since" in behind.logs
 
 
 async def test_a_warm_session_serves_a_new_thread(
