@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,13 @@ from django.utils import timezone
 from engine import disk
 from engine.models import Message, Run, RunStep
 from engine.providers.choice import is_offline, provider_for
-from engine.providers.interface import ModelError, ModelRequest, TextDelta, ToolCallRequest
+from engine.providers.interface import (
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRequest,
+)
 from engine.runs import events, prompt
 from engine.runs.answers import AnswerWriter, answers
 from engine.runs.worker import db
@@ -46,6 +53,10 @@ class RunExecution:
         # ids not yet in an answer): the next answer links and shows them.
         self.sandbox_files: dict[str, str] = {}
         self.code_images: list[str] = []
+        # This turn's tool calls as they stream: the step that shows code being written, and
+        # each call's id, name and decoded code so far, by the model's index.
+        self.streaming_step: RunStep | None = None
+        self.streaming_calls: dict[int, StreamingCall] = {}
 
     def emit(self, event: str, data: Any) -> None:
         events.publish(self.run_id, event, data)
@@ -135,10 +146,13 @@ class RunExecution:
             request.knowledge = await db(file_search.knowledge)(self.run)
         answer = AnswerWriter(self)
         end = None
+        self.streaming_step, self.streaming_calls = None, {}
         try:
             async for event in provider_for(self.run.model).stream(request):
                 if isinstance(event, TextDelta):
                     await answer.write(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    await self.stream_call(event)
                 else:
                     end = event
         except BaseException:
@@ -188,24 +202,46 @@ class RunExecution:
             self.run.max_prompt_tokens and self.usage["prompt_tokens"] > self.run.max_prompt_tokens
         )
 
+    async def stream_call(self, piece: ToolCallDelta) -> None:
+        """Show a `python` call's code as the model writes it, as OpenAI's stream did: the
+        tool-call step starts at its first piece and each piece of code is a step delta."""
+        call = self.streaming_calls.setdefault(piece.index, StreamingCall())
+        call.id = call.id or piece.id
+        call.name += piece.name
+        if call.name != code_interpreter.NAME or not code_interpreter.enabled(self.run):
+            return
+        code = call.code.feed(piece.arguments)
+        if self.streaming_step is None:
+            self.streaming_step = await db(self.new_step)(
+                "tool_calls", {"type": "tool_calls", "tool_calls": []}
+            )
+        delta: dict[str, Any] = {"input": code}
+        if not call.shown:
+            call.shown = True
+            delta["outputs"] = []
+            self.emit_code_delta(self.streaming_step, piece.index, delta, call_id=call.id)
+        elif code:
+            self.emit_code_delta(self.streaming_step, piece.index, delta)
+
     async def call_tools(self, calls: list[ToolCallRequest]) -> str:
-        step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
+        step = self.streaming_step
+        if step is None:
+            step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
         code = code_interpreter.enabled(self.run)
         details = [tool_call_details(call, code) for call in calls]
         step.step_details = {"type": "tool_calls", "tool_calls": details}
-        self.emit(
-            "thread.run.step.delta",
-            {
-                "id": step.id,
-                "object": "thread.run.step.delta",
-                "delta": {
-                    "step_details": {
-                        "type": "tool_calls",
-                        "tool_calls": [{"index": i, **call} for i, call in enumerate(details)],
-                    }
+        # Calls whose code streamed in are on the reader's side already; the others now.
+        shown = {call.id for call in self.streaming_calls.values() if call.shown}
+        unseen = [{"index": i, **call} for i, call in enumerate(details) if call["id"] not in shown]
+        if unseen:
+            self.emit(
+                "thread.run.step.delta",
+                {
+                    "id": step.id,
+                    "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": unseen}},
                 },
-            },
-        )
+            )
         searches = [call[file_search.NAME] for call in details if call["type"] == file_search.NAME]
         if searches:
             await db(file_search.run_searches)(self.run, searches)
@@ -268,8 +304,13 @@ class RunExecution:
                 )
             await db(step.save)(update_fields=["step_details"])
 
-    def emit_code_delta(self, step: RunStep, index: int, delta: dict[str, Any]) -> None:
-        call = {"index": index, "type": code_interpreter.TYPE, code_interpreter.TYPE: delta}
+    def emit_code_delta(
+        self, step: RunStep, index: int, delta: dict[str, Any], call_id: str | None = None
+    ) -> None:
+        call: dict[str, Any] = {"index": index, "type": code_interpreter.TYPE}
+        if call_id:
+            call["id"] = call_id
+        call[code_interpreter.TYPE] = delta
         self.emit(
             "thread.run.step.delta",
             {
@@ -367,6 +408,17 @@ class RunExecution:
         message = await db(Message.objects.filter(pk=self.open_message_id).first)()
         if message is not None and message.status == "incomplete":
             self.emit("thread.message.incomplete", message.to_api())
+
+
+@dataclass
+class StreamingCall:
+    """A tool call while the model streams it (RunExecution.stream_call)."""
+
+    id: str = ""
+    name: str = ""
+    code: code_interpreter.StreamedCode = field(default_factory=code_interpreter.StreamedCode)
+    # Its step delta went out: the reader has the call and its code so far.
+    shown: bool = False
 
 
 def tool_call_details(call: ToolCallRequest, code: bool) -> dict[str, Any]:

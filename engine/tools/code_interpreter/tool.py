@@ -152,6 +152,60 @@ async def execute(
         return f"Code interpreter is unavailable on this server: {why}. The code did not run."
 
 
+class StreamedCode:
+    """The `code` of a `python` call decoded from its JSON arguments as they stream in, so the
+    code can be shown while the model writes it. Arguments that are not `{"code": "..."}`
+    show nothing here; the whole call, once complete, is read by `call_details`."""
+
+    START = re.compile(r'\s*\{\s*"code"\s*:\s*"')
+    ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.at: int | None = None  # where the undecoded rest of the string starts
+        self.ended = False
+
+    def feed(self, piece: str) -> str:
+        """The code that `piece` completes (an escape cut in two waits for its end)."""
+        self.raw += piece
+        if self.at is None:
+            found = self.START.match(self.raw)
+            if found is None:
+                return ""
+            self.at = found.end()
+        raw, at, out = self.raw, self.at, []
+        while at < len(raw) and not self.ended:
+            char = raw[at]
+            if char == '"':
+                self.ended = True
+            elif char != "\\":
+                out.append(char)
+            else:
+                width = self.escape_width(raw, at)
+                if at + width > len(raw):
+                    break
+                escape = raw[at : at + width]
+                if escape[1] == "u":
+                    out.append(json.loads(f'"{escape}"'))
+                else:
+                    out.append(self.ESCAPES.get(escape[1], escape[1]))
+                at += width
+                continue
+            at += 1
+        self.at = at
+        return "".join(out)
+
+    @staticmethod
+    def escape_width(raw: str, at: int) -> int:
+        if at + 1 >= len(raw):
+            return 2
+        if raw[at + 1] != "u":
+            return 2
+        # A high surrogate comes with its low half: decoded together.
+        high = raw[at + 2 : at + 6]
+        return 12 if len(high) == 4 and "d800" <= high.lower() < "dc00" else 6
+
+
 def store_output(run: Run, name: str, data: bytes) -> File:
     """A file the code produced, kept as OpenAI kept them: purpose `assistants_output`."""
     settings.FILES_DIR.mkdir(parents=True, exist_ok=True)

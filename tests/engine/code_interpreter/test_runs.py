@@ -148,3 +148,39 @@ def test_the_assistants_files_are_in_mnt_data(
     assert code_calls(client, run)[0].code_interpreter.outputs[0].logs == "42"
     description = sent_to(model_server, model)[0]["tools"][0]["function"]["description"]
     assert "/mnt/data/sales.csv" in description
+
+
+def test_step_deltas_carry_the_code_as_the_model_writes_it_then_the_output(
+    client: openai.OpenAI, model_server: FakeModelServer
+) -> None:
+    model = unique_model()
+    code = 'total = sum(range(10))\nprint("total", total)'
+    model_server.script(model, [python(code), Reply("45.")])
+    assistant = client.beta.assistants.create(model=model, tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Add 0..9."}])
+    pieces: list[tuple[str, str]] = []
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        for event in stream:
+            if event.event != "thread.run.step.delta":
+                continue
+            details = event.data.delta.step_details
+            assert details is not None and details.type == "tool_calls"
+            for call in details.tool_calls or []:
+                assert call.type == "code_interpreter" and call.index == 0
+                delta = call.code_interpreter
+                if delta is not None and delta.input:
+                    pieces.append(("input", delta.input))
+                for output in (delta.outputs or []) if delta is not None else []:
+                    if output.type == "logs" and output.logs:
+                        pieces.append(("logs", output.logs))
+        run = stream.get_final_run()
+    assert run.status == "completed", run.last_error
+    inputs = [text for kind, text in pieces if kind == "input"]
+    # In the model's own pieces (the scripted model sends a few characters at a time), all of
+    # them before the first output, which comes as the code prints it.
+    assert len(inputs) > 5 and "".join(inputs) == code
+    first_log = [kind for kind, _ in pieces].index("logs")
+    assert all(kind == "input" for kind, _ in pieces[:first_log])
+    assert "".join(text for kind, text in pieces if kind == "logs") == "total 45\n"
+    (call,) = code_calls(client, run)
+    assert call.code_interpreter.input == code
