@@ -286,8 +286,12 @@ async def edit_counted(
     if original.get("role") != "user":
         raise Refused(STALE)
     later = await usable(api.messages_after(conversation.thread_id, message_id))
-    file_ids = [a["file_id"] for a in original.get("attachments") or []]
-    added = await usable(api.create_message(conversation.thread_id, text, file_ids))
+    # The same files, read by the same tools (code interpreter, file search) as before.
+    files = {
+        a["file_id"]: [tool["type"] for tool in a.get("tools") or []]
+        for a in original.get("attachments") or []
+    }
+    added = await usable(api.create_message(conversation.thread_id, text, files))
     removed = [message_id, *(m["id"] for m in later)]
     for old_id in removed:
         await usable(api.delete_message(conversation.thread_id, old_id))

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.chat.conftest import Browser, ChatClient, ChatServer, Scripted
+from tests.chat.conftest import Browser, ChatClient, ChatServer, Scripted, events_url
 from tests.chat.test_functions_browser import DESKTOP, PHONE, start_chat, wait_until_idle
 from tests.fake_model import Reply, ToolCall
 from tests.servers import shell
@@ -137,6 +137,36 @@ def test_a_csv_attached_goes_to_code_interpreter(
     page = "".join(event.data for event in events)
     assert "42 in all." in page
     assert re.search(r"<samp>42\s*</samp>", page), "the code read the attached CSV"
+
+
+def test_an_edited_message_keeps_its_csv_for_code_interpreter(
+    scripted: Scripted, chat_server: ChatServer, owner: ChatClient
+) -> None:
+    give_code_interpreter(chat_server, scripted)
+    code = "import pandas as pd\nprint(pd.read_csv('/mnt/data/sales.csv')['total'].sum())"
+    scripted.script(python(code), Reply("42 in all."), python(code), Reply("Still 42."))
+    sent = owner.send(
+        "Sum the sales.",
+        assistant=scripted.profile_id,
+        files=[("sales.csv", b"month,total\njan,10\nfeb,32\n", "text/csv")],
+    )
+    assert sent.events_url is not None and sent.conversation_id is not None
+    owner.events(sent.events_url, timeout=60)
+    found = re.search(r'name="message" value="([^"]+)"', sent.response.text)
+    assert found is not None, "the sent message can be edited"
+
+    edited = owner.post(
+        f"/c/{sent.conversation_id}/edit",
+        {"message": found.group(1), "text": "Sum the sales again."},
+    )
+    redirect = edited.headers.get("HX-Redirect")
+    assert edited.status_code == 200 and redirect, edited.text
+    page = owner.get(redirect).text
+    if (url := events_url(page)) is not None:
+        page += "".join(event.data for event in owner.events(url, timeout=60)[1])
+    # The edited message still gives the CSV to code interpreter, which reads it again.
+    assert "Still 42." in page
+    assert re.search(r"<samp>42\s*</samp>", page), "the code read the CSV after the edit"
 
 
 def test_the_code_streams_in_while_the_model_writes_it(
