@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
+from chat.highlighting import highlighted
 from chat.live.routing import events_url
 from chat.rendering import MessageView, dom_id, escape_text, file_url, markdown_html
 from chat.rendering import message_view as render_message
@@ -69,6 +70,11 @@ class Call:
     card: Card | None = None
     # Code interpreter: the images the code showed (through the chat's file route).
     image_urls: list[str] = field(default_factory=list)
+
+    @property
+    def code_html(self) -> SafeString:
+        """A code interpreter call's code, highlighted as Python (Pygments escapes it)."""
+        return mark_safe(highlighted(self.arguments, "python"))  # noqa: S308
 
     @property
     def problem(self) -> str | None:

@@ -4,6 +4,7 @@ desktop and phone sizes go to test-artifacts/."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -74,6 +75,11 @@ def test_a_chart_shows_inline_and_the_csv_downloads(
     assert not code.locator("pre").is_visible()
     code.locator("summary").click()
     assert "plt.show()" in code.locator("pre").inner_text()
+    # Highlighted as Python by classes (code.css), as the answers' code blocks are.
+    keyword = code.locator("pre .tok-kn").first
+    assert keyword.inner_text() == "import"
+    colour = "(element) => getComputedStyle(element).color"
+    assert keyword.evaluate(colour) != code.locator("pre").evaluate(colour)
 
     chart = step.get_by_role("img", name="Figure from the code")
     chart.wait_for()
@@ -184,9 +190,9 @@ def test_the_code_streams_in_while_the_model_writes_it(
     assert running, "the step shows that code is running"
     # Some fragment showed part of the code only: it arrived as the model wrote it.
     partial = [
-        found.group(1)
+        html.unescape(re.sub(r"<[^>]*>", "", found.group(1)))
         for data in running
-        if (found := re.search(r'<code class="language-python">([^<]*)</code>', data))
+        if (found := re.search(r'<code class="language-python">(.*?)</code>', data, re.S))
     ]
     assert any(0 < len(shown) < len(code) for shown in partial), partial
     assert "[0, 1, 4, 9, 16]" in "".join(e.data for e in events)

@@ -3,6 +3,9 @@ figures, what went wrong in words, and the files its answer links."""
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
 
 from chat.live.answer import Call, RunView, code_problem, merge_call
@@ -100,7 +103,11 @@ def test_a_live_step_shows_running_code_and_escapes_it() -> None:
     )
     html = "".join(str(f) for f in fragments)
     assert "Running code…" in html
-    assert "print(&#x27;&lt;b&gt;&#x27;)" in html and "<b>" not in html
+    # Highlighted by classes, escaped: the text reads as written, and no <b> reaches the page.
+    code = re.search(r'<code class="language-python">(.*?)</code>', html, re.S)
+    assert code is not None and 'class="tok-' in code.group(1)
+    assert unescape(re.sub(r"<[^>]*>", "", code.group(1))).strip() == "print('<b>')"
+    assert "&lt;b&gt;" in html and "<b>" not in html
 
 
 def test_a_file_the_code_wrote_links_to_the_conversations_file_route() -> None:
