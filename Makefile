@@ -2,6 +2,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# The code interpreter's sandbox runs Debian's Python: it and its libraries live under /usr, which
+# the sandbox mounts read-only, while the server's Python may live in a home directory it hides.
+SANDBOX_PYTHON ?= /usr/bin/python3
+SANDBOX_ENV := .venv-sandbox
+SANDBOX_REQUIREMENTS := engine/tools/code_interpreter/requirements.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Test files run in this many worker processes (pytest-xdist); TEST_WORKERS=0 runs them in one.
@@ -27,7 +32,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The sandbox's environment, built here and never at run time; again only when its pins change.
+# World-readable: the sandbox may run as an unprivileged user (nobody) that must read it.
+$(SANDBOX_ENV)/.installed: $(SANDBOX_REQUIREMENTS)
+	rm -rf $(SANDBOX_ENV)
+	$(SANDBOX_PYTHON) -m venv $(SANDBOX_ENV)
+	$(SANDBOX_ENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(SANDBOX_REQUIREMENTS)
+	chmod -R a+rX $(SANDBOX_ENV)
+	touch $@
+
+setup: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 	$(PY) manage.py migrate --noinput --verbosity 0
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py issue_frontend_key
@@ -49,7 +63,7 @@ $(NODE_FLOWS)/node_modules/.installed: $(NODE_FLOWS)/package.json $(NODE_FLOWS)/
 	npm ci --prefix $(NODE_FLOWS) --no-audit --no-fund --silent
 	touch $@
 
-test: $(VENV)/.installed $(NODE_MODULES) $(NODE_FLOWS)/node_modules/.installed
+test: $(VENV)/.installed $(SANDBOX_ENV)/.installed $(NODE_MODULES) $(NODE_FLOWS)/node_modules/.installed
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -61,8 +75,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 	$(PY) bench/engine_stream.py
+	$(PY) bench/code_interpreter.py
 
 # The engine's suite again on PostgreSQL, and the chat's search (its own full-text index);
 # THREADLINE_TEST_POSTGRES names the maintenance database. In one process: xdist workers each

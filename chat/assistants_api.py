@@ -252,6 +252,18 @@ def model_catalog() -> list[Model]:
     return [Model(model.id, model.owned_by) for model in sync_client().models.list()]
 
 
+def code_interpreter_status() -> tuple[bool, str] | None:
+    """Whether the Assistants API's server can run code, and if not why; None when it does not
+    say (an extra path of Threadline's engine: other servers answer 404)."""
+    try:
+        found = sync_client().get("/threadline/code_interpreter", cast_to=object)
+    except openai.OpenAIError:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("available"), bool):
+        return None
+    return found["available"], str(found.get("detail") or "")
+
+
 # --- Threads and messages -------------------------------------------------------------------------
 
 
@@ -283,9 +295,12 @@ async def delete_thread(thread_id: str) -> None:
 
 
 @translated
-async def create_message(thread_id: str, text: str, file_ids: list[str]) -> dict[str, Any]:
+async def create_message(thread_id: str, text: str, files: dict[str, list[str]]) -> dict[str, Any]:
+    """Add a person's message; `files` maps each attached file's id to the tools that read it
+    (`file_search`, `code_interpreter`)."""
     attachments: list[Attachment] = [
-        {"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids
+        {"file_id": file_id, "tools": [{"type": tool} for tool in tools]}  # type: ignore[misc]
+        for file_id, tools in files.items()
     ]
     message = await async_client().beta.threads.messages.create(
         thread_id, role="user", content=text, attachments=attachments or openai.omit
@@ -350,7 +365,8 @@ async def run_messages(thread_id: str, run_id: str) -> list[dict[str, Any]]:
 
 @translated
 async def thread_cites_file(thread_id: str, file_id: str) -> bool:
-    """Whether a message of the thread cites the file, has it attached, or shows it (an image)."""
+    """Whether a message of the thread cites the file, has it attached, shows it (an image) or
+    links it (a file its code wrote); or whether its code showed it."""
     async for message in async_client().beta.threads.messages.list(thread_id, limit=100):
         if any(a.file_id == file_id for a in message.attachments or []):
             return True
@@ -364,6 +380,27 @@ async def thread_cites_file(thread_id: str, file_id: str) -> bool:
                     annotation.file_citation.file_id == file_id
                 ):
                     return True
+                if annotation.type == "file_path" and annotation.file_path.file_id == file_id:
+                    return True
+    return await code_showed_file(thread_id, file_id)
+
+
+async def code_showed_file(thread_id: str, file_id: str) -> bool:
+    """Whether code of one of the thread's recent runs showed the file (a figure in a run
+    step, shown live before the answer that holds it is written)."""
+    client = async_client()
+    runs = await client.beta.threads.runs.list(thread_id, limit=20)
+    for run in runs.data:
+        steps = await client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, limit=100)
+        for step in steps.data:
+            if step.step_details.type != "tool_calls":
+                continue
+            for call in step.step_details.tool_calls:
+                if call.type != "code_interpreter":
+                    continue
+                for output in call.code_interpreter.outputs:
+                    if output.type == "image" and output.image.file_id == file_id:
+                        return True
     return False
 
 
@@ -486,7 +523,7 @@ async def run_steps(thread_id: str, run_id: str) -> list[dict[str, Any]]:
 
 @translated_sync
 def function_steps(thread_id: str, run_id: str) -> list[dict[str, Any]]:
-    """A run's steps, oldest first, for pages that show its function calls."""
+    """A run's steps, oldest first, for pages that show its tool calls."""
     page = sync_client().beta.threads.runs.steps.list(
         run_id, thread_id=thread_id, order="asc", limit=100
     )

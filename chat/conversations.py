@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat import assistants_api as api
-from chat import remote_assistant, search
+from chat import remote_assistant, search, uploads
 from chat.access import may_use
 from chat.limits import admission
 from chat.live import relay, replay
@@ -108,7 +108,10 @@ async def send_admitted(
     thread_id = conversation.thread_id if conversation else None
     uploaded: dict[str, CheckedFile] = {}
     if files:
-        started, message, uploaded = await send_with_files(thread_id, assistant_id, text, files)
+        tools = tools_for(profile, files)
+        started, message, uploaded = await send_with_files(
+            thread_id, assistant_id, text, files, tools
+        )
     else:
         # One request adds the message and starts the run (on a new thread, if need be): the
         # API does both or neither.
@@ -141,11 +144,33 @@ async def admitted(user: User, upload_bytes: int) -> int:
         raise Refused(str(over)) from over
 
 
+def tools_for(profile: AssistantProfile, files: list[CheckedFile]) -> list[list[str]]:
+    """Which tools read each attached file: code interpreter when the assistant has it, file
+    search where the type is searchable. A data file (CSV, Excel) no tool reads is refused."""
+    tools = []
+    for file in files:
+        chosen = ["code_interpreter"] if profile.code_interpreter else []
+        if file.searchable:
+            chosen.append("file_search")
+        if not chosen:
+            raise Refused(
+                f"{file.name}: {profile.name} cannot read data files (it has no code "
+                f"interpreter). Attach {uploads.TYPES_TEXT} files, or ask an assistant with "
+                "code interpreter."
+            )
+        tools.append(chosen)
+    return tools
+
+
 async def send_with_files(
-    thread_id: str | None, assistant_id: str, text: str, files: list[CheckedFile]
+    thread_id: str | None,
+    assistant_id: str,
+    text: str,
+    files: list[CheckedFile],
+    tools: list[list[str]],
 ) -> tuple[api.Started, dict[str, Any], dict[str, CheckedFile]]:
-    """Upload the files, add the message, wait until the files are searchable, then start the
-    run. A failure on the way removes what was made."""
+    """Upload the files, add the message, wait until the searchable ones are searchable, then
+    start the run. A failure on the way removes what was made."""
     created_thread = thread_id is None
     uploaded: list[str] = []
     message: dict[str, Any] | None = None
@@ -154,8 +179,10 @@ async def send_with_files(
             thread_id = await api.create_thread()
         for file in files:
             uploaded.append(await api.upload_file(file.name, file.file, file.content_type))
-        message = await api.create_message(thread_id, text, uploaded)
-        await readable(thread_id, dict(zip(uploaded, files, strict=True)))
+        message = await api.create_message(thread_id, text, dict(zip(uploaded, tools, strict=True)))
+        await readable(
+            thread_id, {f: file for f, file in zip(uploaded, files, strict=True) if file.searchable}
+        )
         started = await api.start_run(thread_id, assistant_id)
     except (api.AssistantsError, Unreadable) as error:
         busy = not created_thread and thread_id is not None and await is_busy(thread_id)
@@ -178,6 +205,8 @@ class Unreadable(Exception):
 
 async def readable(thread_id: str, uploaded: dict[str, CheckedFile]) -> None:
     """Wait for the attachments to be searchable, as OpenAI asked clients to before a run."""
+    if not uploaded:
+        return
     failed = await api.wait_for_ingestion(
         thread_id, list(uploaded), timeout=settings.CHAT_INGEST_WAIT_SECONDS
     )
@@ -257,8 +286,12 @@ async def edit_counted(
     if original.get("role") != "user":
         raise Refused(STALE)
     later = await usable(api.messages_after(conversation.thread_id, message_id))
-    file_ids = [a["file_id"] for a in original.get("attachments") or []]
-    added = await usable(api.create_message(conversation.thread_id, text, file_ids))
+    # The same files, read by the same tools (code interpreter, file search) as before.
+    files = {
+        a["file_id"]: [tool["type"] for tool in a.get("tools") or []]
+        for a in original.get("attachments") or []
+    }
+    added = await usable(api.create_message(conversation.thread_id, text, files))
     removed = [message_id, *(m["id"] for m in later)]
     for old_id in removed:
         await usable(api.delete_message(conversation.thread_id, old_id))
@@ -510,7 +543,19 @@ def history(
     if missing:
         names |= api.file_names(missing)
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
-    attach_calls(conversation, list(reversed(messages)), views)
+    attach_calls(conversation, list(reversed(messages)), views, file_route)
+    for index, (message, view) in enumerate(zip(reversed(messages), views, strict=True)):
+        # Figures that the run's code steps show are not shown again in the answer (as live).
+        shown = {
+            url.rsplit("/", 1)[-1]
+            for step in view.steps
+            for call in step.calls
+            for url in call.image_urls
+        }
+        if shown:
+            again = message_view(message, conversation.pk, names, file_route, skip_images=shown)
+            again.steps = view.steps
+            views[index] = again
     if file_route == OWNER_FILES:
         for view in views:
             view.actions = True

@@ -77,7 +77,7 @@ def read_submission(request: HttpRequest, user: User, new: bool) -> Submission:
         return submission
     for uploaded in files:
         try:
-            submission.files.append(uploads.check(uploaded))
+            submission.files.append(uploads.check(uploaded, data=True))
         except uploads.Refused as refused:
             submission.errors.append(str(refused))
     return submission

@@ -26,6 +26,8 @@ DARK_STYLE = "github-dark"
 # muted text is.
 DARK_FIXES = {"#6E7681": "#8B949E"}
 
+# Where highlighted code is shown: the answers' code blocks and code interpreter's code.
+BLOCKS = [".md pre", ".code-call .code pre"]
 FORMATTER = HtmlFormatter(nowrap=True, classprefix=CLASS_PREFIX)
 
 
@@ -48,8 +50,8 @@ def highlighted(code: str, language: str) -> str:
 
 def stylesheet() -> str:
     """static/chat/code.css: the light colours, and the dark ones when the system is dark."""
-    light = HtmlFormatter(style=LIGHT_STYLE, classprefix=CLASS_PREFIX).get_style_defs(".md pre")
-    dark = HtmlFormatter(style=DARK_STYLE, classprefix=CLASS_PREFIX).get_style_defs(".md pre")
+    light = HtmlFormatter(style=LIGHT_STYLE, classprefix=CLASS_PREFIX).get_style_defs(BLOCKS)
+    dark = HtmlFormatter(style=DARK_STYLE, classprefix=CLASS_PREFIX).get_style_defs(BLOCKS)
     # The block's own background is the page's (chat.css); only the token colours come here.
     keep = [line for line in light.splitlines() if ".tok-" in line]
     for old, new in DARK_FIXES.items():

@@ -84,6 +84,7 @@ OWN_CLASSES = {
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
 CITE_TOKEN = re.compile(f"{CITE_OPEN}(\\d+){CITE_CLOSE}")
 DOM_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def own_url(url: str) -> bool:
@@ -261,8 +262,13 @@ def cited_text(
     text = text.replace(CITE_OPEN, "").replace(CITE_CLOSE, "")
     footnotes: list[Footnote] = []
     numbers: dict[tuple[str, int | None, str], int] = {}
-    spans = []
+    spans: list[tuple[int, int, int | str]] = []
     for annotation in annotations:
+        if annotation.get("type") == "file_path":
+            span = file_path_span(text, annotation, conversation_id, file_route)
+            if span is not None:
+                spans.append(span)
+            continue
         if annotation.get("type") != "file_citation":
             continue
         start, end = annotation.get("start_index"), annotation.get("end_index")
@@ -289,11 +295,15 @@ def cited_text(
     # Replace from the end, so earlier offsets stay right; overlapping markers are dropped.
     limit = len(text)
     source = text
-    for start, end, number in sorted(spans, reverse=True):
+    for start, end, replacement in sorted(spans, key=lambda span: span[0], reverse=True):
         if end > limit:
             continue
-        text = f"{text[:start]}{CITE_OPEN}{number}{CITE_CLOSE}{text[end:]}"
-        source = f"{source[:start].rstrip(' ')} [{number}]{source[end:]}"
+        if isinstance(replacement, int):
+            text = f"{text[:start]}{CITE_OPEN}{replacement}{CITE_CLOSE}{text[end:]}"
+            source = f"{source[:start].rstrip(' ')} [{replacement}]{source[end:]}"
+        else:
+            # A file the code wrote: the page links it; the copy keeps what the model wrote.
+            text = f"{text[:start]}{replacement}{text[end:]}"
         limit = start
     rendered = markdown_html(text)
     by_number = {note.number: note for note in footnotes}
@@ -307,6 +317,25 @@ def cited_text(
         )
 
     return mark_safe(CITE_TOKEN.sub(link, rendered)), footnotes, source  # noqa: S308
+
+
+def file_path_span(
+    text: str, annotation: dict[str, Any], conversation_id: int, file_route: str
+) -> tuple[int, int, str] | None:
+    """A file the code wrote, named `sandbox:/mnt/data/NAME` in the answer: the link becomes
+    the chat's download route for it (a markdown link's target, or a link of its own)."""
+    start, end = annotation.get("start_index"), annotation.get("end_index")
+    marker = str(annotation.get("text") or "")
+    file_id = str((annotation.get("file_path") or {}).get("file_id") or "")
+    if not (isinstance(start, int) and isinstance(end, int) and text[start:end] == marker):
+        return None
+    if not marker or not FILE_ID.fullmatch(file_id):
+        return None
+    url = file_url(conversation_id, file_id, route=file_route)
+    if text[max(start - 2, 0) : start] == "](":
+        return start, end, url
+    name = marker.rsplit("/", 1)[-1].replace("[", "").replace("]", "")
+    return start, end, f"[{name}]({url})"
 
 
 def cited_file_ids(messages: list[dict[str, Any]]) -> set[str]:
@@ -328,7 +357,9 @@ def message_view(
     conversation_id: int,
     names: dict[str, str],
     file_route: str = OWNER_FILES,
+    skip_images: set[str] | frozenset[str] = frozenset(),
 ) -> MessageView:
+    """`skip_images`: images the run's steps show already (code interpreter's figures)."""
     role = message.get("role", "assistant")
     pieces: list[str] = []
     sources: list[str] = []
@@ -354,6 +385,8 @@ def message_view(
             footnotes.extend(notes)
         elif part.get("type") == "image_file":
             image_id = part["image_file"]["file_id"]
+            if image_id in skip_images:
+                continue
             url = html.escape(file_url(conversation_id, image_id, route=file_route))
             pieces.append(f'<p><img src="{url}" alt="Image from the assistant"></p>')
         elif part.get("type") == "refusal":

@@ -47,6 +47,16 @@ KINDS = {
 }
 ACCEPT = ",".join(KINDS)
 TYPES_TEXT = "PDF, text, Markdown, HTML, JSON or Word (.docx)"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# Data files that only code interpreter reads (file search does not index them); in a chat,
+# with an assistant that has it.
+DATA_KINDS = {
+    ".csv": Kind("CSV", "text/csv"),
+    ".tsv": Kind("TSV", "text/tab-separated-values"),
+    ".xlsx": Kind("Excel (.xlsx)", XLSX),
+}
+CHAT_ACCEPT = ",".join([*KINDS, *DATA_KINDS])
+CHAT_TYPES_TEXT = "PDF, text, Markdown, HTML, JSON, Word (.docx), CSV, TSV or Excel (.xlsx)"
 
 
 class Refused(Exception):
@@ -65,7 +75,7 @@ def human_size(size: int) -> str:
 
 def limits_text() -> str:
     return (
-        f"{TYPES_TEXT}; up to {human_size(settings.CHAT_MAX_UPLOAD_BYTES)} each, "
+        f"{CHAT_TYPES_TEXT}; up to {human_size(settings.CHAT_MAX_UPLOAD_BYTES)} each, "
         f"{settings.CHAT_MAX_FILES} at most"
     )
 
@@ -117,15 +127,22 @@ class CheckedFile:
     size: int
     content_type: str
     file: UploadedFile  # the upload itself: storage can move a temporary one, not copy it
+    # File search can index it; a data file (CSV, Excel) is for code interpreter only.
+    searchable: bool = True
 
 
-def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
-    """The file, if its content is what its name says; `limit` defaults to the chat's."""
+def check(uploaded: UploadedFile, limit: int | None = None, data: bool = False) -> CheckedFile:
+    """The file, if its content is what its name says; `limit` defaults to the chat's. `data`:
+    data files (CSV, Excel) are accepted too, as the chat takes them for code interpreter."""
     limit = limit or settings.CHAT_MAX_UPLOAD_BYTES
     name = clean_name(uploaded.name or "")
     kind = kind_of(name)
+    searchable = kind is not None
+    if kind is None and data:
+        kind = DATA_KINDS.get(os.path.splitext(name)[1].lower())
     if kind is None:
-        raise Refused(f"{name}: only {TYPES_TEXT} files can be attached.")
+        types = CHAT_TYPES_TEXT if data else TYPES_TEXT
+        raise Refused(f"{name}: only {types} files can be attached.")
     size = uploaded.size or 0
     if size > limit:
         raise Refused(too_large_message(name, limit, size))
@@ -136,10 +153,12 @@ def check(uploaded: UploadedFile, limit: int | None = None) -> CheckedFile:
         check_pdf(name, uploaded)
     elif kind.content_type == DOCX:
         check_docx(name, uploaded)
+    elif kind.content_type == XLSX:
+        check_zip(name, uploaded, "xl/workbook.xml", "an Excel (.xlsx) workbook")
     else:
         check_text(name, uploaded, kind, size)
     uploaded.seek(0)
-    return CheckedFile(name, size, kind.content_type, uploaded)
+    return CheckedFile(name, size, kind.content_type, uploaded, searchable)
 
 
 def check_pdf(name: str, file: IO[bytes]) -> None:
@@ -159,13 +178,18 @@ def check_pdf(name: str, file: IO[bytes]) -> None:
 
 
 def check_docx(name: str, file: IO[bytes]) -> None:
-    refused = Refused(f"{name} is not a Word (.docx) document: its content is something else.")
+    check_zip(name, file, "word/document.xml", "a Word (.docx) document")
+
+
+def check_zip(name: str, file: IO[bytes], member: str, what: str) -> None:
+    """An Office file: a zip archive that holds `member`."""
+    refused = Refused(f"{name} is not {what}: its content is something else.")
     if file.read(4) != b"PK\x03\x04":
         raise refused
     file.seek(0)
     try:
         with zipfile.ZipFile(file) as archive:
-            if "word/document.xml" not in archive.namelist():
+            if member not in archive.namelist():
                 raise refused
     except zipfile.BadZipFile:
         raise refused from None

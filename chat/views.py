@@ -64,7 +64,7 @@ class Composer:
     assistants: list[Any] = field(default_factory=list)
     assistant_id: int | None = None
     limits: str = field(default_factory=uploads.limits_text)
-    accept: str = uploads.ACCEPT
+    accept: str = uploads.CHAT_ACCEPT
     max_chars: int = field(default_factory=lambda: settings.CHAT_MAX_MESSAGE_CHARS)
     max_bytes: int = field(default_factory=lambda: settings.CHAT_MAX_UPLOAD_BYTES)
     max_files: int = field(default_factory=lambda: settings.CHAT_MAX_FILES)

@@ -6,6 +6,7 @@ from typing import Any
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -242,6 +243,29 @@ MODEL_MAX_RETRIES = env_int("THREADLINE_MODEL_MAX_RETRIES", 2)
 # Context window assumed for truncation_strategy "auto" when the model's is unknown.
 MODEL_CONTEXT_TOKENS = env_int("THREADLINE_MODEL_CONTEXT_TOKENS", 128_000)
 DEFAULT_MODEL = env_str("THREADLINE_DEFAULT_MODEL", "gpt-4o-mini")
+
+# Code interpreter: model-written Python runs in a bubblewrap sandbox per thread
+# (engine/tools/code_interpreter). "auto" uses it where the sandbox can start; "off" never does.
+CODE_INTERPRETER = env_str("THREADLINE_CODE_INTERPRETER", "auto").strip().lower()
+if CODE_INTERPRETER not in ("auto", "off"):
+    raise ImproperlyConfigured(
+        f"THREADLINE_CODE_INTERPRETER must be auto or off; got {CODE_INTERPRETER!r}"
+    )
+# The sandbox's own Python environment, built by `make` (never at run time).
+CODE_INTERPRETER_ENV = Path(
+    env_str("THREADLINE_CODE_INTERPRETER_ENV", str(BASE_DIR / ".venv-sandbox"))
+)
+CODE_INTERPRETER_TIMEOUT_SECONDS = env_int("THREADLINE_CODE_INTERPRETER_TIMEOUT_SECONDS", 60)
+CODE_INTERPRETER_IDLE_SECONDS = env_int("THREADLINE_CODE_INTERPRETER_IDLE_SECONDS", 30 * 60)
+CODE_INTERPRETER_LIFETIME_SECONDS = env_int("THREADLINE_CODE_INTERPRETER_LIFETIME_SECONDS", 60 * 60)
+CODE_INTERPRETER_MEMORY_MB = env_int("THREADLINE_CODE_INTERPRETER_MEMORY_MB", 2048)
+CODE_INTERPRETER_DISK_MB = env_int("THREADLINE_CODE_INTERPRETER_DISK_MB", 256)
+CODE_INTERPRETER_CPU_SECONDS = env_int("THREADLINE_CODE_INTERPRETER_CPU_SECONDS", 600)
+CODE_INTERPRETER_PROCESSES = env_int("THREADLINE_CODE_INTERPRETER_PROCESSES", 64)
+CODE_INTERPRETER_OUTPUT_BYTES = env_int("THREADLINE_CODE_INTERPRETER_OUTPUT_BYTES", 64 * 1024)
+CODE_INTERPRETER_FILE_MB = env_int("THREADLINE_CODE_INTERPRETER_FILE_MB", 64)
+CODE_INTERPRETER_SESSIONS = env_int("THREADLINE_CODE_INTERPRETER_SESSIONS", 16)
+CODE_INTERPRETER_WARM_SESSIONS = env_int("THREADLINE_CODE_INTERPRETER_WARM_SESSIONS", 1)
 
 # --- Chat frontend ----------------------------------------------------------------------------
 _own_host = "127.0.0.1" if HOST in ("", "0.0.0.0", "::") else HOST  # noqa: S104

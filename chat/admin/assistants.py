@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -35,6 +36,8 @@ ONLINE_HELP = (
     "The configured model API's models are suggested; threadline-retrieval always selects the "
     "offline retrieval model, which quotes the assistant's documents."
 )
+CODE_STATUS_KEY = "chat:admin:code-interpreter-status"
+CODE_STATUS_SECONDS = 60
 LOOKUPS_ATTRIBUTE = "_threadline_lookups"
 
 
@@ -66,7 +69,7 @@ class AssistantProfileAdmin(admin.ModelAdmin):
     list_filter = ["published", "file_search"]
     search_fields = ["name", "description", "model"]
     actions = ["sync_now"]
-    readonly_fields = ["sync_status", "knowledge_panel"]
+    readonly_fields = ["sync_status", "knowledge_panel", "code_interpreter_status"]
     fieldsets = [
         (None, {"fields": ["name", "description", "published", "groups"]}),
         (
@@ -82,7 +85,15 @@ class AssistantProfileAdmin(admin.ModelAdmin):
         ),
         (
             "Tools",
-            {"fields": ["file_search", "code_interpreter", "registry_functions", "functions"]},
+            {
+                "fields": [
+                    "file_search",
+                    "code_interpreter",
+                    "code_interpreter_status",
+                    "registry_functions",
+                    "functions",
+                ]
+            },
         ),
         ("Knowledge", {"fields": ["knowledge_panel", "knowledge_files"]}),
         ("Remote assistant", {"fields": ["metadata", "assistant_id", "sync_status"]}),
@@ -156,6 +167,11 @@ class AssistantProfileAdmin(admin.ModelAdmin):
             # the states known here, which the page's poll soon refreshes.
             return knowledge_panel(profile, list(profile.knowledge.all()))
         return knowledge_panel(profile, assistant_sync.refresh(profile, save=False))
+
+    @admin.display(description="Code interpreter on the server")
+    def code_interpreter_status(self, profile: AssistantProfile) -> str:
+        # Not asked inside a save's transaction (changeform_view): what is remembered, if any.
+        return code_interpreter_note(ask=not transaction.get_connection().in_atomic_block)
 
     # --- Saving: locally first, then to the API ---------------------------------------------------
 
@@ -381,4 +397,22 @@ def knowledge_row(profile: AssistantProfile, file: KnowledgeFile) -> KnowledgeRo
         detail=", " + ", ".join(counts) if counts else "",
         remove_url=url("remove"),
         reindex_url="" if file.waiting else url("reindex"),
+    )
+
+
+def code_interpreter_note(ask: bool) -> str:
+    """Whether the API's server can run code, in words, remembered for a minute."""
+    status = cache.get(CODE_STATUS_KEY)
+    if status is None and ask:
+        found = api.code_interpreter_status()
+        status = list(found) if found is not None else ["unknown", ""]
+        cache.set(CODE_STATUS_KEY, status, CODE_STATUS_SECONDS)
+    if status is None or status[0] == "unknown":
+        return "The Assistants API server does not say whether it can run code."
+    available, detail = status
+    if available:
+        return f"Available: {detail}."
+    return (
+        f"Unavailable: {detail}. Runs of assistants with code interpreter get an error output "
+        "saying so; no code runs."
     )

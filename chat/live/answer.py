@@ -10,14 +10,17 @@ lengths, so the work stays linear in the answer's length.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
+from chat.highlighting import highlighted
 from chat.live.routing import events_url
-from chat.rendering import MessageView, dom_id, escape_text, markdown_html
+from chat.rendering import MessageView, dom_id, escape_text, file_url, markdown_html
 from chat.rendering import message_view as render_message
 from chat.tools.cards import Card
 
@@ -65,6 +68,18 @@ class Call:
     call_id: str = ""
     # A function call the chat answers: its card, from the call's record (chat.tools).
     card: Card | None = None
+    # Code interpreter: the images the code showed (through the chat's file route).
+    image_urls: list[str] = field(default_factory=list)
+
+    @property
+    def code_html(self) -> SafeString:
+        """A code interpreter call's code, highlighted as Python (Pygments escapes it)."""
+        return mark_safe(highlighted(self.arguments, "python"))  # noqa: S308
+
+    @property
+    def problem(self) -> str | None:
+        """What went wrong with a code interpreter call, in words, from its log."""
+        return code_problem(self.output) if self.kind == "code_interpreter" else None
 
     def label(self, file_count: int | None) -> str:
         files = plural(file_count, "file") if file_count is not None else "files"
@@ -175,6 +190,18 @@ class RunView:
             view.notice.retry = True
         return view
 
+    def file_link(self, file_id: str) -> str:
+        return file_url(self.conversation_id, file_id)
+
+    def shown_images(self) -> set[str]:
+        """The images this run's code showed: its steps show them, so its answer need not."""
+        return {
+            url.rsplit("/", 1)[-1]
+            for step in self.steps.values()
+            for call in step.calls
+            for url in call.image_urls
+        }
+
     # -- template context --
 
     @property
@@ -251,7 +278,9 @@ class RunView:
             reply = self.replies.get(data["id"])
             if reply is None:
                 return created
-        reply.final = render_message(data, self.conversation_id, self.file_names)
+        reply.final = render_message(
+            data, self.conversation_id, self.file_names, skip_images=self.shown_images()
+        )
         return [self.render("reply", reply=reply, reply_oob=True)]
 
     def step_changed(
@@ -273,7 +302,7 @@ class RunView:
             index = call_data.get("index", position)
             while len(step.calls) <= index:
                 step.calls.append(Call(kind=call_data.get("type") or "function"))
-            merge_call(step.calls[index], call_data, append=delta)
+            merge_call(step.calls[index], call_data, append=delta, files=self.file_link)
         if ended:
             for call in step.calls:
                 call.running = False
@@ -402,7 +431,15 @@ def failure_reason(error: dict[str, Any]) -> str:
     return message
 
 
-def merge_call(call: Call, data: dict[str, Any], *, append: bool) -> None:
+def merge_call(
+    call: Call,
+    data: dict[str, Any],
+    *,
+    append: bool,
+    files: Callable[[str], str] | None = None,
+) -> None:
+    """Fold a tool call (a whole one, or a delta to `append`) into what the page shows;
+    `files` gives a file's URL on the page (code interpreter's images)."""
     call.kind = data.get("type") or call.kind
     call.call_id = data.get("id") or call.call_id
     if call.kind == "function":
@@ -421,9 +458,40 @@ def merge_call(call: Call, data: dict[str, Any], *, append: bool) -> None:
         piece = code.get("input") or ""
         call.arguments = call.arguments + piece if append else piece or call.arguments
         outputs = code.get("outputs") or []
-        logs = [o.get("logs", "") for o in outputs if o.get("type") == "logs"]
-        if logs:
-            call.output = "\n".join(logs)
+        logs = "".join(o.get("logs") or "" for o in outputs if o.get("type") == "logs")
+        if append:
+            # The log streams in pieces as the code prints; the step's record has it whole.
+            call.output += logs
+        elif outputs:
+            call.output = logs
+            call.image_urls = []
+        for output in outputs:
+            file_id = (output.get("image") or {}).get("file_id")
+            if output.get("type") == "image" and file_id and files is not None:
+                url = files(str(file_id))
+                if url not in call.image_urls:
+                    call.image_urls.append(url)
+
+
+TIME_LIMIT = "Note: Execution interrupted"
+SESSION_ENDED = re.compile(r"^Note: the Python session was ended because (.+?)\. The next", re.M)
+RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$", re.M)
+
+
+def code_problem(logs: str) -> str | None:
+    """Why code did not run to its end, in words: the engine's notes, or the exception."""
+    if logs.startswith("Code interpreter is unavailable"):
+        return logs.splitlines()[0]
+    if TIME_LIMIT in logs:
+        return "The code was still running at the time limit, so it was stopped."
+    ended = SESSION_ENDED.search(logs)
+    if ended:
+        return f"The code was stopped: {ended.group(1)}."
+    if "Traceback (most recent call last)" in logs or logs.startswith("Cell In"):
+        raised = RAISED.findall(logs)
+        if raised:
+            return f"The code failed with {raised[-1]}"
+    return None
 
 
 def merged(fragments: list[Fragment]) -> str:

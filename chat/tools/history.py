@@ -1,23 +1,29 @@
-"""The function calls of finished runs, for the history a page shows after a reload.
+"""The tool calls of finished runs, for the history a page shows after a reload.
 
-Which runs had calls comes from the records here (one query); what they were and in what order,
-from the runs' steps in the Assistants API. Each message gets the calls its run made before it.
+Which runs had function calls comes from the records here (one query); where the assistant has
+code interpreter, every run of the page may have run code. What the calls were and in what
+order comes from the runs' steps in the Assistants API. Each message gets the calls its run
+made before it, shown as the live page showed them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chat import assistants_api as api
 from chat.live.answer import Call, Step, merge_call
 from chat.models import Conversation
-from chat.rendering import MessageView, dom_id
+from chat.rendering import OWNER_FILES, MessageView, dom_id, file_url
 from chat.tools.cards import card_of
 from chat.tools.models import FunctionCall
 
 
 def attach_calls(
-    conversation: Conversation, messages: list[dict[str, Any]], views: list[MessageView]
+    conversation: Conversation,
+    messages: list[dict[str, Any]],
+    views: list[MessageView],
+    file_route: str = OWNER_FILES,
 ) -> None:
     """Give each message view (same order as `messages`) the steps with calls before it."""
     run_ids = {m["run_id"] for m in messages if m.get("run_id")}
@@ -27,16 +33,24 @@ def attach_calls(
             round__conversation=conversation, run_id__in=run_ids
         ).select_related("round")
     }
-    if not records:
+    runs = {run_id for run_id, _ in records}
+    assistant = conversation.assistant
+    if assistant is not None and assistant.code_interpreter:
+        runs |= {m["run_id"] for m in messages if m.get("run_id") and m["role"] == "assistant"}
+    if not runs:
         return
     view_of = {m["id"]: view for m, view in zip(messages, views, strict=True)}
-    for run_id in sorted({run_id for run_id, _ in records}):
+
+    def files(file_id: str) -> str:
+        return file_url(conversation.pk, file_id, route=file_route)
+
+    for run_id in sorted(runs):
         pending: list[Step] = []
         last: MessageView | None = None
         for step in api.function_steps(conversation.thread_id, run_id):
             details = step.get("step_details") or {}
             if details.get("type") == "tool_calls":
-                shown = step_of(conversation, step, details, records)
+                shown = step_of(conversation, step, details, records, files)
                 if shown.calls:
                     pending.append(shown)
             elif details.get("type") == "message_creation":
@@ -53,9 +67,15 @@ def step_of(
     step: dict[str, Any],
     details: dict[str, Any],
     records: dict[tuple[str, str], FunctionCall],
+    files: Callable[[str], str],
 ) -> Step:
     shown = Step(step["id"], f"s-{dom_id(step['id'])}")
     for data in details.get("tool_calls") or []:
+        if data.get("type") == "code_interpreter":
+            code = Call(kind="code_interpreter", running=False)
+            merge_call(code, data, append=False, files=files)
+            shown.calls.append(code)
+            continue
         if data.get("type") != "function":
             continue
         call = Call(kind="function", running=False)

@@ -3,7 +3,16 @@
 from django.urls import path, re_path
 
 from engine.api.dispatch import api_not_found, api_view
-from engine.api.views import assistants, files, messages, models, runs, threads, vector_stores
+from engine.api.views import (
+    assistants,
+    code_interpreter,
+    files,
+    messages,
+    models,
+    runs,
+    threads,
+    vector_stores,
+)
 
 urlpatterns = [
     path(
@@ -113,5 +122,10 @@ urlpatterns = [
         api_view(GET=vector_stores.list_batch_files),
     ),
     path("models", api_view(GET=models.list_models)),
+    # An extra of this engine, not an OpenAI path: the chat's admin shows it.
+    path(
+        "threadline/code_interpreter",
+        api_view(GET=code_interpreter.code_interpreter_status),
+    ),
     re_path(r"^(?P<path>.*)$", api_not_found),
 ]

@@ -21,6 +21,7 @@ from engine.providers.interface import (
     ModelEvent,
     ModelRequest,
     TextDelta,
+    ToolCallDelta,
     ToolCallRequest,
     TurnEnd,
 )
@@ -144,6 +145,10 @@ class ChatCompletionsProvider:
                     text = turn.feed(line)
                     if text:
                         yield TextDelta(text)
+                    if turn.call_deltas:
+                        for piece in turn.call_deltas:
+                            yield piece
+                        turn.call_deltas = []
                     if turn.done:
                         break
             except httpx2.TimeoutException:
@@ -168,6 +173,8 @@ class TurnBuilder:
         self.finish_reason = "stop"
         self.usage: dict[str, int] = {}
         self.calls: dict[int, dict[str, str]] = {}
+        # The pieces of tool calls in the last line fed, for whoever shows calls as they come.
+        self.call_deltas: list[ToolCallDelta] = []
 
     def feed(self, line: str) -> str:
         if not line.startswith("data:"):
@@ -197,6 +204,14 @@ class TurnBuilder:
                 function = call.get("function") or {}
                 slot["name"] += function.get("name") or ""
                 slot["arguments"] += function.get("arguments") or ""
+                self.call_deltas.append(
+                    ToolCallDelta(
+                        call["index"],
+                        call.get("id") or "",
+                        function.get("name") or "",
+                        function.get("arguments") or "",
+                    )
+                )
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return text

@@ -1,8 +1,9 @@
 """What every model provider speaks: a request in, a stream of text deltas and one turn end out.
 
-A provider turns a `ModelRequest` into a stream of `TextDelta`s ending with one `TurnEnd`
-(finish reason, tool calls, usage). Failures become a `ModelError` whose message a person can act
-on. The Chat Completions provider and the offline model both speak it.
+A provider turns a `ModelRequest` into a stream of `TextDelta`s (and `ToolCallDelta`s, where
+the model API streams its calls) ending with one `TurnEnd` (finish reason, tool calls, usage).
+Failures become a `ModelError` whose message a person can act on. The Chat Completions
+provider and the offline model both speak it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ class ToolCallRequest:
 
 
 @dataclass
+class ToolCallDelta:
+    """A piece of a tool call as the model writes it: its id and name come first, then the
+    arguments a piece at a time (so code can be shown before the call is complete)."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
 class TurnEnd:
     finish_reason: str = "stop"
     tool_calls: list[ToolCallRequest] = field(default_factory=list)
@@ -54,7 +66,7 @@ class TurnEnd:
     completion_tokens: int = 0
 
 
-ModelEvent = TextDelta | TurnEnd
+ModelEvent = TextDelta | ToolCallDelta | TurnEnd
 
 
 class ModelError(Exception):

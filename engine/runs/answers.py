@@ -20,6 +20,7 @@ from engine.knowledge import citations
 from engine.models import Message, Run, RunStep
 from engine.runs import events
 from engine.runs.worker import db
+from engine.tools.code_interpreter import tool as code_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class Execution(Protocol):
     run_id: str
     # The answer being written, if any: a cancel or failure ends it as incomplete.
     open_message_id: str | None
+    # Files this run's code wrote (path -> file id) and figures not yet in an answer.
+    sandbox_files: dict[str, str]
+    code_images: list[str]
 
     def emit(self, event: str, data: Any) -> None: ...
 
@@ -103,7 +107,17 @@ class AnswerWriter:
         message, step = self.message, self.step
         text = "".join(self.parts)
         annotations = citations.annotate(text, citations.search_calls(self.execution.run_id))
-        message.content = [{"type": "text", "text": {"value": text, "annotations": annotations}}]
+        annotations += code_interpreter.file_path_annotations(text, self.execution.sandbox_files)
+        # Figures the run's code showed open the answer, as in OpenAI's messages.
+        images = [
+            {"type": "image_file", "image_file": {"file_id": file_id}}
+            for file_id in self.execution.code_images
+        ]
+        self.execution.code_images = []
+        message.content = [
+            *images,
+            {"type": "text", "text": {"value": text, "annotations": annotations}},
+        ]
         message.status = status
         if status == "completed":
             message.completed_at = now

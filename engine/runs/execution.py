@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +16,19 @@ from django.utils import timezone
 from engine import disk
 from engine.models import Message, Run, RunStep
 from engine.providers.choice import is_offline, provider_for
-from engine.providers.interface import ModelError, ModelRequest, TextDelta, ToolCallRequest
+from engine.providers.interface import (
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallRequest,
+)
 from engine.runs import events, prompt
 from engine.runs.answers import AnswerWriter, answers
 from engine.runs.worker import db
 from engine.tools import file_search
+from engine.tools.code_interpreter import tool as code_interpreter
+from engine.tools.code_interpreter.sessions import InputFile
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,14 @@ class RunExecution:
         # The answer being written, if any: a cancel or failure ends it as incomplete.
         self.open_message_id: str | None = None
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        # What this run's code wrote to /mnt/data (path -> file id) and showed (image file
+        # ids not yet in an answer): the next answer links and shows them.
+        self.sandbox_files: dict[str, str] = {}
+        self.code_images: list[str] = []
+        # This turn's tool calls as they stream: the step that shows code being written, and
+        # each call's id, name and decoded code so far, by the model's index.
+        self.streaming_step: RunStep | None = None
+        self.streaming_calls: dict[int, StreamingCall] = {}
 
     def emit(self, event: str, data: Any) -> None:
         events.publish(self.run_id, event, data)
@@ -117,7 +134,7 @@ class RunExecution:
         request = ModelRequest(
             model=self.run.model,
             messages=built.messages,
-            tools=prompt.chat_tools(self.run),
+            tools=prompt.chat_tools(self.run, await self.code_files()),
             tool_choice=prompt.chat_tool_choice(self.run),
             parallel_tool_calls=self.run.parallel_tool_calls,
             temperature=self.run.temperature,
@@ -129,10 +146,13 @@ class RunExecution:
             request.knowledge = await db(file_search.knowledge)(self.run)
         answer = AnswerWriter(self)
         end = None
+        self.streaming_step, self.streaming_calls = None, {}
         try:
             async for event in provider_for(self.run.model).stream(request):
                 if isinstance(event, TextDelta):
                     await answer.write(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    await self.stream_call(event)
                 else:
                     end = event
         except BaseException:
@@ -154,6 +174,11 @@ class RunExecution:
             return await self.call_tools(end.tool_calls)
         await self.complete()
         return "completed"
+
+    async def code_files(self) -> list[InputFile]:
+        if not code_interpreter.enabled(self.run) or is_offline(self.run.model):
+            return []
+        return await db(code_interpreter.input_files)(self.run)
 
     def remaining_completion_tokens(self) -> int | None:
         if not self.run.max_completion_tokens:
@@ -177,26 +202,52 @@ class RunExecution:
             self.run.max_prompt_tokens and self.usage["prompt_tokens"] > self.run.max_prompt_tokens
         )
 
+    async def stream_call(self, piece: ToolCallDelta) -> None:
+        """Show a `python` call's code as the model writes it, as OpenAI's stream did: the
+        tool-call step starts at its first piece and each piece of code is a step delta."""
+        call = self.streaming_calls.setdefault(piece.index, StreamingCall())
+        call.id = call.id or piece.id
+        call.name += piece.name
+        if call.name != code_interpreter.NAME or not code_interpreter.enabled(self.run):
+            return
+        code = call.code.feed(piece.arguments)
+        if self.streaming_step is None:
+            self.streaming_step = await db(self.new_step)(
+                "tool_calls", {"type": "tool_calls", "tool_calls": []}
+            )
+        delta: dict[str, Any] = {"input": code}
+        if not call.shown:
+            call.shown = True
+            delta["outputs"] = []
+            self.emit_code_delta(self.streaming_step, piece.index, delta, call_id=call.id)
+        elif code:
+            self.emit_code_delta(self.streaming_step, piece.index, delta)
+
     async def call_tools(self, calls: list[ToolCallRequest]) -> str:
-        step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
-        details = [tool_call_details(call) for call in calls]
+        step = self.streaming_step
+        if step is None:
+            step = await db(self.new_step)("tool_calls", {"type": "tool_calls", "tool_calls": []})
+        code = code_interpreter.enabled(self.run)
+        details = [tool_call_details(call, code) for call in calls]
         step.step_details = {"type": "tool_calls", "tool_calls": details}
-        self.emit(
-            "thread.run.step.delta",
-            {
-                "id": step.id,
-                "object": "thread.run.step.delta",
-                "delta": {
-                    "step_details": {
-                        "type": "tool_calls",
-                        "tool_calls": [{"index": i, **call} for i, call in enumerate(details)],
-                    }
+        # Calls whose code streamed in are on the reader's side already; the others now.
+        shown = {call.id for call in self.streaming_calls.values() if call.shown}
+        unseen = [{"index": i, **call} for i, call in enumerate(details) if call["id"] not in shown]
+        if unseen:
+            self.emit(
+                "thread.run.step.delta",
+                {
+                    "id": step.id,
+                    "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": unseen}},
                 },
-            },
-        )
+            )
         searches = [call[file_search.NAME] for call in details if call["type"] == file_search.NAME]
         if searches:
             await db(file_search.run_searches)(self.run, searches)
+        runs = [call for call in details if call["type"] == code_interpreter.TYPE]
+        if runs:
+            await self.run_code(step, details, runs)
         functions = [call for call in details if call["type"] == "function"]
         if functions:
             await db(step.save)(update_fields=["step_details"])
@@ -219,6 +270,55 @@ class RunExecution:
         await db(step.save)()
         self.emit("thread.run.step.completed", step.to_api())
         return "continue"
+
+    async def run_code(
+        self, step: RunStep, details: list[dict[str, Any]], calls: list[dict[str, Any]]
+    ) -> None:
+        """Run the model's code in the thread's sandbox, one call after the other; the log
+        streams as step deltas, then the step records each call's outputs."""
+        files = await self.code_files()
+        after = await db(code_interpreter.last_call)(self.run)
+        # The code is recorded before it runs: a poll sees it, and should this process die
+        # meanwhile, the thread's next run knows that code ran (its session was lost).
+        await db(step.save)(update_fields=["step_details"])
+        for call in calls:
+            index = details.index(call)
+
+            async def on_output(text: str, index: int = index) -> None:
+                self.emit_code_delta(
+                    step, index, {"outputs": [{"index": 0, "type": "logs", "logs": text}]}
+                )
+
+            result = await code_interpreter.execute(self.run, call, files, after, on_output)
+            after = call["id"]
+            self.sandbox_files.update(await db(code_interpreter.record)(self.run, call, result))
+            outputs = call[code_interpreter.TYPE]["outputs"]
+            images = [o for o in outputs if o["type"] == "image"]
+            self.code_images += [image["image"]["file_id"] for image in images]
+            if images:
+                first = len(outputs) - len(images)
+                self.emit_code_delta(
+                    step,
+                    index,
+                    {"outputs": [{"index": first + i, **o} for i, o in enumerate(images)]},
+                )
+            await db(step.save)(update_fields=["step_details"])
+
+    def emit_code_delta(
+        self, step: RunStep, index: int, delta: dict[str, Any], call_id: str | None = None
+    ) -> None:
+        call: dict[str, Any] = {"index": index, "type": code_interpreter.TYPE}
+        if call_id:
+            call["id"] = call_id
+        call[code_interpreter.TYPE] = delta
+        self.emit(
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}},
+            },
+        )
 
     def new_step(self, kind: str, details: dict[str, Any]) -> RunStep:
         step = RunStep.objects.create(
@@ -310,11 +410,24 @@ class RunExecution:
             self.emit("thread.message.incomplete", message.to_api())
 
 
-def tool_call_details(call: ToolCallRequest) -> dict[str, Any]:
+@dataclass
+class StreamingCall:
+    """A tool call while the model streams it (RunExecution.stream_call)."""
+
+    id: str = ""
+    name: str = ""
+    code: code_interpreter.StreamedCode = field(default_factory=code_interpreter.StreamedCode)
+    # Its step delta went out: the reader has the call and its code so far.
+    shown: bool = False
+
+
+def tool_call_details(call: ToolCallRequest, code: bool) -> dict[str, Any]:
     """The run step's record of a model's tool call; any call the engine does not execute is a
-    function call for the client."""
+    function call for the client. `code`: the run has code interpreter."""
     if call.name == file_search.NAME:
         return file_search.call_details(call)
+    if code and call.name == code_interpreter.NAME:
+        return code_interpreter.call_details(call)
     return {
         "id": call.id,
         "type": "function",

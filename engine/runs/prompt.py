@@ -16,6 +16,8 @@ from engine.knowledge import citations
 from engine.knowledge.chunking import count_tokens
 from engine.models import Message, Run, RunStep
 from engine.tools import file_search
+from engine.tools.code_interpreter import tool as code_interpreter
+from engine.tools.code_interpreter.sessions import InputFile
 
 # Tokens kept free for the answer when the run sets no max_completion_tokens.
 ANSWER_RESERVE = 4096
@@ -70,9 +72,7 @@ def run_items(run: Run) -> list[dict[str, Any]]:
             if message and message.text():
                 items.append({"role": "assistant", "content": chat_content(message)})
             continue
-        calls = [
-            call for call in details.get("tool_calls", []) if call["type"] != "code_interpreter"
-        ]
+        calls = details.get("tool_calls", [])
         if not calls:
             continue
         items.append(
@@ -88,6 +88,8 @@ def run_items(run: Run) -> list[dict[str, Any]]:
         for call in calls:
             if call["type"] == "function":
                 output = call["function"].get("output") or ""
+            elif call["type"] == code_interpreter.TYPE:
+                output = code_interpreter.output_for_model(call)
             else:
                 search = call["file_search"]
                 output = citations.results_for_model(
@@ -101,6 +103,9 @@ def run_items(run: Run) -> list[dict[str, Any]]:
 def call_function(call: dict[str, Any]) -> dict[str, str]:
     if call["type"] == "function":
         return {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+    if call["type"] == code_interpreter.TYPE:
+        code = call[code_interpreter.TYPE]["input"]
+        return {"name": code_interpreter.NAME, "arguments": json.dumps({"code": code})}
     query = call.get("file_search", {}).get("query", "")
     return {"name": "file_search", "arguments": json.dumps({"query": query})}
 
@@ -132,14 +137,17 @@ def prompt_budget(run: Run) -> int:
     return max(budget, 1)
 
 
-def chat_tools(run: Run) -> list[dict[str, Any]]:
-    """The run's tools in Chat Completions form; file_search becomes a function we execute."""
+def chat_tools(run: Run, code_files: list[InputFile]) -> list[dict[str, Any]]:
+    """The run's tools in Chat Completions form; file_search and code_interpreter become
+    functions we execute (code_interpreter's names the files in /mnt/data)."""
     tools = []
     for tool in run.tools:
         if tool["type"] == "function":
             tools.append({"type": "function", "function": tool["function"]})
         elif tool["type"] == file_search.NAME:
             tools.append(file_search.FUNCTION)
+        elif tool["type"] == code_interpreter.TYPE:
+            tools.append(code_interpreter.function(code_files))
     return tools
 
 
@@ -150,6 +158,8 @@ def chat_tool_choice(run: Run) -> Any:
             return choice
         if choice["type"] == "file_search":
             return {"type": "function", "function": {"name": "file_search"}}
+        if choice["type"] == code_interpreter.TYPE:
+            return {"type": "function", "function": {"name": code_interpreter.NAME}}
         return "auto"
     return choice if choice in ("none", "auto", "required") else None
 

@@ -49,6 +49,10 @@ def docx(with_body: bool) -> bytes:
         ("data.json", b'{"unclosed": ', "data.json is not valid JSON"),
         ("letter.docx", docx(with_body=False), "letter.docx is not a Word (.docx) document"),
         ("empty.md", b"", "empty.md is empty"),
+        ("sheet.xlsx", docx(with_body=True), "sheet.xlsx is not an Excel (.xlsx) workbook"),
+        ("table.csv", b"a,b\n\x00\x01", "table.csv is not CSV text"),
+        # A data file for an assistant without code interpreter: no tool would read it.
+        ("sales.csv", b"month,total\njan,10\n", "cannot read data files (it has no code"),
         ("big.txt", b"a" * (UPLOAD_LIMIT + 1), "big.txt is over the 2 MB limit"),
     ],
 )
