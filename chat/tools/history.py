@@ -25,7 +25,9 @@ def attach_calls(
         (call.run_id, call.call_id): call
         for call in FunctionCall.objects.filter(
             round__conversation=conversation, run_id__in=run_ids
-        ).select_related("round")
+        )
+        .select_related("round")
+        .prefetch_related("elicitations", "files")
     }
     if not records:
         return

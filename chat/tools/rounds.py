@@ -156,7 +156,8 @@ class State:
 
 def load(round_pk: int) -> State:
     found = CallRound.objects.get(pk=round_pk)
-    return State(found, list(found.calls.select_related("function").order_by("position")))
+    calls = found.calls.select_related("function").prefetch_related("elicitations", "files")
+    return State(found, list(calls.order_by("position")))
 
 
 def renew(round_pk: int, token: str) -> bool:
