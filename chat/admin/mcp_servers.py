@@ -23,7 +23,6 @@ from chat.admin.functions import resync
 from chat.models import AssistantProfile
 from chat.tools import mcp_catalog, webhook
 from chat.tools.mcp_models import McpServer
-from chat.tools.models import Function
 
 REFRESH = "_refresh"
 
@@ -187,21 +186,9 @@ class McpServerAdmin(admin.ModelAdmin):
             refresh(request, server)
             return
         wanted = list(form.cleaned_data.get("offered_tools") or [])
-        before = set(mcp_catalog.offered(server))
-        touched = Function.objects.filter(mcp_server=server, mcp_tool__in=before - set(wanted))
-        profiles = set(
-            AssistantProfile.objects.filter(registry_functions__in=touched).values_list(
-                "pk", flat=True
-            )
-        )
-        functions = mcp_catalog.offer(server, wanted)
-        profiles |= set(
-            AssistantProfile.objects.filter(registry_functions__in=functions).values_list(
-                "pk", flat=True
-            )
-        )
+        profiles = mcp_catalog.offer(server, wanted)
         AssistantProfile.objects.filter(pk__in=profiles).update(updated_at=timezone.now())
-        transaction.on_commit(lambda: resync(request, sorted(profiles)))
+        transaction.on_commit(lambda: resync(request, profiles))
 
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
         if REFRESH in request.POST:

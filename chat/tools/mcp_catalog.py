@@ -131,17 +131,21 @@ def collisions(server: McpServer, tools: list[str]) -> list[str]:
     return problems
 
 
-def offer(server: McpServer, tools: list[str]) -> list[Function]:
-    """Make `tools` (of the last listing) the server's functions, and only those; the
-    functions whose definitions changed (the assistants offering them re-sync)."""
-    touched = []
+def offer(server: McpServer, tools: list[str]) -> list[int]:
+    """Make `tools` (of the last listing) the server's functions, and only those; the ids of
+    the assistant profiles offering any of them before or after (they re-sync)."""
+    from chat.models import AssistantProfile  # chat.models imports this package's models
+
+    def offering() -> set[int]:
+        found = AssistantProfile.objects.filter(registry_functions__mcp_server=server)
+        return set(found.values_list("pk", flat=True))
+
+    profiles = offering()
     with transaction.atomic():
-        for function in Function.objects.filter(mcp_server=server).exclude(mcp_tool__in=tools):
-            touched.append(function)
-            function.delete()
+        Function.objects.filter(mcp_server=server).exclude(mcp_tool__in=tools).delete()
         for tool_name in tools:
             tool = server.listed(tool_name) or {"name": tool_name}
-            function, _ = Function.objects.update_or_create(
+            Function.objects.update_or_create(
                 mcp_server=server,
                 mcp_tool=tool_name,
                 defaults={
@@ -151,5 +155,4 @@ def offer(server: McpServer, tools: list[str]) -> list[Function]:
                     "parameters": parameters_of(tool),
                 },
             )
-            touched.append(function)
-    return touched
+    return sorted(profiles | offering())

@@ -124,7 +124,9 @@ async def list_tools(target: Target) -> list[dict[str, Any]]:
 
 
 def listed(tool: types.Tool) -> dict[str, Any]:
-    annotations = tool.annotations.model_dump(exclude_none=True) if tool.annotations else {}
+    annotations = (
+        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else {}
+    )
     return {
         "name": tool.name,
         "description": tool.description or "",

@@ -17,7 +17,8 @@ server, _ = McpServer.objects.update_or_create(
     name={name!r}, defaults={{"url": {url!r}, "auth": {auth!r}, "secret": {secret!r}}}
 )
 mcp_catalog.refresh(server, None)
-functions = mcp_catalog.offer(server, json.loads({tools!r}))
+mcp_catalog.offer(server, json.loads({tools!r}))
+functions = list(server.functions.all())
 for function in functions:
     function.timeout_seconds = {timeout}
     function.approval = {approval}

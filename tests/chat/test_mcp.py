@@ -258,3 +258,26 @@ def test_a_long_tool_name_becomes_a_function_name_within_the_rule(
     ][LONG_TOOL]
     assert len(name) <= 64 and re.fullmatch(r"[A-Za-z0-9_-]+", name)
     assert name.startswith("t") and "__summarise_the_quarterly" in name
+
+
+def test_the_deployment_secret_goes_in_the_configured_header(
+    owner: ChatClient,
+    scripted: Scripted,
+    chat_server: ChatServer,
+    chat_model: FakeModelServer,
+    mcp_server: McpTestServer,
+) -> None:
+    whoami = connect(
+        chat_server.server,
+        scripted.profile_id,
+        mcp_server.url,
+        ["whoami"],
+        auth="deployment",
+        secret="deploy-s3cret",
+    )["functions"]["whoami"]
+    scripted.script(calls((whoami, {})), Reply("Done."))
+    sent = owner.send("Who?", assistant=scripted.profile_id)
+    assert sent.events_url
+    answer_to_end(owner, sent.events_url)
+    (output,) = tool_outputs(chat_model.requests, scripted.model)
+    assert output.endswith("with Bearer deploy-s3cret")
