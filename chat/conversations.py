@@ -510,7 +510,7 @@ def history(
     if missing:
         names |= api.file_names(missing)
     views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
-    attach_calls(conversation, list(reversed(messages)), views)
+    attach_calls(conversation, list(reversed(messages)), views, file_route)
     if file_route == OWNER_FILES:
         for view in views:
             view.actions = True

@@ -32,6 +32,7 @@ class McpServerForm(forms.ModelForm):
         label="Streamable HTTP URL",
         max_length=2000,
         assume_scheme="https",
+        widget=forms.URLInput(attrs={"class": "vURLField", "size": 60}),
         help_text="The server's MCP endpoint, e.g. https://tools.example.com/mcp. Servers that "
         "run as local commands (stdio) are not offered here (README: “MCP servers”).",
     )
@@ -46,7 +47,7 @@ class McpServerForm(forms.ModelForm):
         label="Tools offered as functions",
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Each becomes the function <server>__<tool>; give it to assistants on their "
+        help_text="Each becomes the function server__tool; give it to assistants on their "
         "page, and set its approval and groups under Functions.",
     )
 
@@ -111,7 +112,7 @@ class McpServerAdmin(admin.ModelAdmin):
             return f"available{when}"
         return f"unavailable{when}: {server.problem}"
 
-    @admin.display(description="deployment secret")
+    @admin.display(description="current deployment secret")
     def secret_state(self, server: McpServer) -> str:
         return "set (hidden)" if server.secret else "not set"
 
@@ -167,8 +168,8 @@ class McpServerAdmin(admin.ModelAdmin):
             )
         body = format_html_join(
             "",
-            '<div class="mcp-tool"><h4>{}</h4><p>{}</p><p class="help">{}</p>'
-            '<p class="help">{}</p><details><summary>Input schema</summary><pre>{}</pre>'
+            '<div class="mcp-tool"><h4>{}</h4><p>{}</p><p class="mcp-note">{}</p>'
+            '<p class="mcp-note">{}</p><details><summary>Input schema</summary><pre>{}</pre>'
             "</details></div>",
             rows,
         )

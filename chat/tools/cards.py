@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.urls import reverse
 
-from chat.rendering import dom_id
+from chat.rendering import OWNER_FILES, dom_id, file_url
 from chat.tools import elicitation, user
 from chat.tools.models import FunctionCall
 
@@ -75,11 +75,16 @@ class Card:
         return self.expires_at.isoformat() if self.expires_at else ""
 
 
-def card_of(call: FunctionCall, conversation_id: int, expires_at: datetime | None) -> Card:
+def card_of(
+    call: FunctionCall,
+    conversation_id: int,
+    expires_at: datetime | None,
+    file_route: str = OWNER_FILES,
+) -> Card:
     asked = elicitation.waiting_question(call)
     waiting = call.status in FunctionCall.WAITING or asked is not None
     images = [
-        (reverse("chat:file", args=[conversation_id, kept.file_id]), kept.name)
+        (file_url(conversation_id, kept.file_id, route=file_route), kept.name)
         for kept in call.files.all()
     ]
     return Card(

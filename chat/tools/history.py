@@ -11,13 +11,16 @@ from typing import Any
 from chat import assistants_api as api
 from chat.live.answer import Call, Step, merge_call
 from chat.models import Conversation
-from chat.rendering import MessageView, dom_id
+from chat.rendering import OWNER_FILES, MessageView, dom_id
 from chat.tools.cards import card_of
 from chat.tools.models import FunctionCall
 
 
 def attach_calls(
-    conversation: Conversation, messages: list[dict[str, Any]], views: list[MessageView]
+    conversation: Conversation,
+    messages: list[dict[str, Any]],
+    views: list[MessageView],
+    file_route: str = OWNER_FILES,
 ) -> None:
     """Give each message view (same order as `messages`) the steps with calls before it."""
     run_ids = {m["run_id"] for m in messages if m.get("run_id")}
@@ -38,7 +41,7 @@ def attach_calls(
         for step in api.function_steps(conversation.thread_id, run_id):
             details = step.get("step_details") or {}
             if details.get("type") == "tool_calls":
-                shown = step_of(conversation, step, details, records)
+                shown = step_of(conversation, step, details, records, file_route)
                 if shown.calls:
                     pending.append(shown)
             elif details.get("type") == "message_creation":
@@ -55,6 +58,7 @@ def step_of(
     step: dict[str, Any],
     details: dict[str, Any],
     records: dict[tuple[str, str], FunctionCall],
+    file_route: str = OWNER_FILES,
 ) -> Step:
     shown = Step(step["id"], f"s-{dom_id(step['id'])}")
     for data in details.get("tool_calls") or []:
@@ -64,6 +68,6 @@ def step_of(
         merge_call(call, data, append=False)
         record = records.get((step["run_id"], call.call_id))
         if record is not None:
-            call.card = card_of(record, conversation.pk, None)
+            call.card = card_of(record, conversation.pk, None, file_route)
         shown.calls.append(call)
     return shown

@@ -33,7 +33,7 @@ class McpServer(models.Model):
         max_length=24,
         unique=True,
         validators=[RegexValidator(SERVER_NAME, f"A server's name is {SERVER_NAME_RULE}.")],
-        help_text=f"Its tools are called <name>__<tool>: {SERVER_NAME_RULE}.",
+        help_text=f"Its tools become functions called name__tool: {SERVER_NAME_RULE}.",
     )
     url = models.URLField(
         "Streamable HTTP URL",
@@ -54,7 +54,8 @@ class McpServer(models.Model):
         max_length=30,
         blank=True,
         default="Bearer",
-        help_text="Sent as <header>: <this> <secret>; empty sends the secret alone.",
+        help_text="The header's value is this, a space, then the secret (as in “Bearer abc123”); "
+        "empty sends the secret alone.",
     )
     # The deployment's secret (auth "deployment"); write-only in the admin.
     secret = models.CharField(max_length=4096, blank=True)

@@ -88,8 +88,16 @@ def test_an_image_is_kept_as_a_file_shown_in_the_chat_to_its_owner_only(
     (output,) = tool_outputs(chat_model.requests, scripted.model)
     assert output.startswith("Sales rose 12% this quarter.")
     assert re.search(r"\[image .+-1\.png: shown to the user\]", output)
-    # A reload shows the image in the history too.
+    # A reload shows the image in the history too, and the admin's transcript through its own
+    # file route.
     assert src in owner.get(f"/c/{sent.conversation_id}/").text
+    admin = ChatClient(chat_server.url)
+    admin.login("admin")
+    transcript = admin.get(f"/admin/chat/conversation/{sent.conversation_id}/transcript/").text
+    (seen,) = re.findall(r'<img src="([^"]+)"', transcript)
+    assert seen.startswith(f"/admin/chat/conversation/{sent.conversation_id}/files/file-")
+    assert admin.get(seen).content.startswith(b"\x89PNG")
+    admin.close()
 
 
 @pytest.mark.parametrize("choice", ["reply", "decline"])
