@@ -23,6 +23,7 @@ from chat.admin.functions import resync
 from chat.models import AssistantProfile
 from chat.tools import mcp_catalog, webhook
 from chat.tools.mcp_models import McpServer
+from chat.tools.models import Function
 
 REFRESH = "_refresh"
 
@@ -187,9 +188,17 @@ class McpServerAdmin(admin.ModelAdmin):
             refresh(request, server)
             return
         wanted = list(form.cleaned_data.get("offered_tools") or [])
-        profiles = mcp_catalog.offer(server, wanted)
-        AssistantProfile.objects.filter(pk__in=profiles).update(updated_at=timezone.now())
-        transaction.on_commit(lambda: resync(request, profiles))
+        bring_in_line(request, mcp_catalog.offer(server, wanted))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self.delete_queryset(request, McpServer.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        # Its functions go with it: the assistants that offered them must stop offering them.
+        functions = Function.objects.filter(mcp_server__in=queryset)
+        profiles = mcp_catalog.profiles_offering(functions)
+        super().delete_queryset(request, queryset)
+        bring_in_line(request, profiles)
 
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
         if REFRESH in request.POST:
@@ -203,10 +212,17 @@ class McpServerAdmin(admin.ModelAdmin):
             refresh(request, server)
 
 
+def bring_in_line(request: HttpRequest, profiles: list[int]) -> None:
+    """The remote assistants of these profiles get their functions' new definitions after the
+    commit, as the function admin does."""
+    AssistantProfile.objects.filter(pk__in=profiles).update(updated_at=timezone.now())
+    transaction.on_commit(lambda: resync(request, profiles))
+
+
 def refresh(request: HttpRequest, server: McpServer) -> None:
     """Ask the server for its tools as the admin (their own secret, for a per-user server)."""
     user = request.user if request.user.is_authenticated else None
-    mcp_catalog.refresh(server, user)
+    bring_in_line(request, mcp_catalog.refresh(server, user))
     if not server.available:
         messages.error(request, f"{server.name}: {server.problem}")
         return

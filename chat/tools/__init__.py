@@ -5,6 +5,6 @@
 server, with `mcp_client`, `mcp_http`, `mcp_catalog`, `elicitation`) are the kinds of answer;
 `execute` runs a server-side call once; `rounds` answers one `requires_action` of a run from start
 to `submit_tool_outputs`; `actions` is what the person does with a pending call (allow, deny,
-answer); `recovery` takes over the rounds of a process that died; `history` finds the calls of
-finished runs for the page.
+answer); `notices` wakes a run's relay when its calls change; `recovery` takes over the rounds of
+a process that died; `history` finds the calls of finished runs for the page.
 """

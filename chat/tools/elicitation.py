@@ -22,6 +22,7 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from chat.tools import notices
 from chat.tools.mcp_models import Elicitation
 from chat.tools.models import FunctionCall
 
@@ -164,13 +165,11 @@ def cancel(elicitation_pk: int) -> None:
 async def ask(call_pk: int, run_id: str, message: str, schema: dict[str, Any]) -> tuple[str, Any]:
     """Show the question on the call's card and wait for the person: ("accept", content),
     ("decline", None), or ("cancel", None) when the run stops waiting or the call ends."""
-    from chat.tools import rounds  # rounds runs calls: a cycle at import time
-
     elicitation_pk = await sync_to_async(record)(call_pk, message, schema)
-    listener = rounds.Notifications(rounds.group_name(run_id))
+    listener = notices.Notifications(notices.group_name(run_id))
     await listener.start()
     try:
-        await rounds.notify(run_id)  # the relay shows the form
+        await notices.notify(run_id)  # the relay shows the form
         while True:
             status, content, expires_at, call_status = await sync_to_async(state)(elicitation_pk)
             if status == Status.ACCEPTED:

@@ -16,8 +16,10 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from chat.models import AssistantProfile
 from chat.tools import mcp_client
 from chat.tools.mcp_client import USER_HEADER, McpFailure, Target
 from chat.tools.mcp_models import McpServer, McpUserSecret
@@ -83,28 +85,40 @@ def changes_between(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dic
     }
 
 
-def refresh(server: McpServer, user: User | None) -> None:
+def refresh(server: McpServer, user: User | None) -> list[int]:
     """Ask the server for its tools and record what changed; the offered functions follow
-    their tools' new descriptions and schemas. A server that cannot be asked is marked
-    unavailable, with why."""
+    their tools' new descriptions and schemas, and the ids of the assistant profiles offering
+    a function that changed are returned (they re-sync). A server that cannot be asked is
+    marked unavailable, with why."""
     now = timezone.now()
     try:
         target = target_for(server, user, LISTING_TIMEOUT, listing=True)
         tools = async_to_sync(mcp_client.list_tools)(target)
     except McpFailure as failure:
         mark(server, available=False, problem=str(failure), checked_at=now)
-        return
+        return []
     server.changes = changes_between(server.tools, tools)
     server.tools = tools
     server.refreshed_at = now
     server.save(update_fields=["changes", "tools", "refreshed_at", "updated_at"])
     mark(server, available=True, problem="", checked_at=now)
+    changed = []
     for function in Function.objects.filter(mcp_server=server):
         tool = server.listed(function.mcp_tool)
-        if tool is not None:
-            function.description = tool["description"][:DESCRIPTION_CHARS]
-            function.parameters = parameters_of(tool)
+        if tool is None:
+            continue
+        definition = (tool["description"][:DESCRIPTION_CHARS], parameters_of(tool))
+        if definition != (function.description, function.parameters):
+            function.description, function.parameters = definition
             function.save(update_fields=["description", "parameters", "updated_at"])
+            changed.append(function.pk)
+    return profiles_offering(Function.objects.filter(pk__in=changed))
+
+
+def profiles_offering(functions: QuerySet[Function]) -> list[int]:
+    """The assistant profiles that offer any of `functions`."""
+    found = AssistantProfile.objects.filter(registry_functions__in=functions).distinct()
+    return sorted(found.values_list("pk", flat=True))
 
 
 def mark(server: McpServer, **fields: Any) -> None:
@@ -134,11 +148,9 @@ def collisions(server: McpServer, tools: list[str]) -> list[str]:
 def offer(server: McpServer, tools: list[str]) -> list[int]:
     """Make `tools` (of the last listing) the server's functions, and only those; the ids of
     the assistant profiles offering any of them before or after (they re-sync)."""
-    from chat.models import AssistantProfile  # chat.models imports this package's models
 
     def offering() -> set[int]:
-        found = AssistantProfile.objects.filter(registry_functions__mcp_server=server)
-        return set(found.values_list("pk", flat=True))
+        return set(profiles_offering(Function.objects.filter(mcp_server=server)))
 
     profiles = offering()
     with transaction.atomic():

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import ChatClient, ChatServer
-from tests.chat.mcp_setup import server_name
+from tests.chat.conftest import ChatClient, ChatServer, Scripted
+from tests.chat.mcp_setup import connect, server_name
 from tests.mcp_server import McpTestServer
 from tests.servers import free_port, shell
 
@@ -192,3 +192,48 @@ def test_the_deployment_secret_is_kept_and_never_shown_again(
     )
     assert secret == "deploy-s3cret"
     assert json.dumps(secret) not in admin.get(f"/admin/chat/mcpserver/?q={name}").text
+
+
+REMOTE_TOOLS = """
+import json
+from chat import assistants_api as api
+from chat.models import AssistantProfile
+profile = AssistantProfile.objects.get(pk={profile})
+tools = api.remote_assistant(profile.assistant_id)["tools"]
+print(json.dumps({{t["function"]["name"]: t["function"]["description"]
+    for t in tools if t["type"] == "function"}}))
+"""
+
+AGE = """
+from chat import remote_assistant
+from chat.models import AssistantProfile, Function
+Function.objects.filter(name={name!r}).update(description="Old words.")
+# Its function tools are managed here (None would leave the remote ones as they are).
+AssistantProfile.objects.filter(pk={profile}).update(functions=[])
+remote_assistant.save(AssistantProfile.objects.get(pk={profile}))
+print(1)
+"""
+
+
+def test_a_refresh_and_a_delete_bring_the_assistants_in_line(
+    admin: ChatClient, chat_server: ChatServer, scripted: Scripted, mcp_server: McpTestServer
+) -> None:
+    setup = connect(chat_server.server, scripted.profile_id, mcp_server.url, ["add"])
+    function = setup["functions"]["add"]
+    # The assistant's remote copy says what the server said before (as if it had changed).
+    shell(chat_server.server, AGE.format(name=function, profile=scripted.profile_id))
+    remote = REMOTE_TOOLS.format(profile=scripted.profile_id)
+    assert shell(chat_server.server, remote)[function] == "Old words."
+
+    change = f"/admin/chat/mcpserver/{setup['id']}/change/"
+    name = function.split("__")[0]
+    refreshed = admin.post(
+        change,
+        {**form(name, mcp_server.url), "offered_tools": ["add"], "_refresh": "Refresh tools"},
+    )
+    assert refreshed.status_code == 302
+    assert shell(chat_server.server, remote)[function] == "Add two numbers."
+
+    deleted = admin.post(f"/admin/chat/mcpserver/{setup['id']}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert function not in shell(chat_server.server, remote)
