@@ -14,7 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.http import QueryDict
@@ -150,7 +150,7 @@ def record(call_pk: int, message: str, schema: dict[str, Any]) -> int:
     return Elicitation.objects.create(call_id=call_pk, message=message, schema=schema).pk
 
 
-def state(elicitation_pk: int) -> tuple[str, Any, datetime | None, str]:
+def state(elicitation_pk: int) -> tuple[str, dict[str, Any] | None, datetime | None, str]:
     """The question's status and content, when the run stops waiting, and the call's status."""
     found = Elicitation.objects.select_related("call__round").get(pk=elicitation_pk)
     return found.status, found.content, found.call.round.expires_at, found.call.status
@@ -162,7 +162,12 @@ def cancel(elicitation_pk: int) -> None:
     )
 
 
-async def ask(call_pk: int, run_id: str, message: str, schema: dict[str, Any]) -> tuple[str, Any]:
+Action = Literal["accept", "decline", "cancel"]
+
+
+async def ask(
+    call_pk: int, run_id: str, message: str, schema: dict[str, Any]
+) -> tuple[Action, dict[str, Any] | None]:
     """Show the question on the call's card and wait for the person: ("accept", content),
     ("decline", None), or ("cancel", None) when the run stops waiting or the call ends."""
     elicitation_pk = await sync_to_async(record)(call_pk, message, schema)

@@ -99,7 +99,7 @@ async def run_mcp(function: Function, arguments: dict[str, Any], who: CallContex
             )
         finally:
             clock.resume()
-        return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+        return types.ElicitResult(action=action, content=content)
 
     work = asyncio.ensure_future(mcp_client.call_tool(target, function.mcp_tool, arguments, elicit))
     try:
