@@ -90,7 +90,7 @@ def test_an_image_and_a_question_from_an_mcp_server_in_the_chat(
     shots(browser, "mcp-question", ".tool-call.asking")
     page.get_by_role("button", name="Send answer").click()
     wait_until_idle(browser)
-    assert page.get_by_text("Your pens are ordered.").is_visible()
+    assert page.locator("#messages").get_by_text("Your pens are ordered.").is_visible()
     assert page.get_by_text(f"Ran {names['order']}").last.is_visible()
     (logged,) = [c for c in mcp_server.calls("order") if c["item"] == "pens"]
     assert logged["data"] == {"quantity": 3, "colour": "red", "gift_wrap": True}
