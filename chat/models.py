@@ -508,6 +508,10 @@ class AnswerUsage(models.Model):
 
 # The function registry and call records live with the chat's tools; imported here so that Django
 # finds them with the app's other models (the `as` re-exports them).
+from chat.tools.mcp_models import CallFile as CallFile  # noqa: E402
+from chat.tools.mcp_models import Elicitation as Elicitation  # noqa: E402
+from chat.tools.mcp_models import McpServer as McpServer  # noqa: E402
+from chat.tools.mcp_models import McpUserSecret as McpUserSecret  # noqa: E402
 from chat.tools.models import CallRound as CallRound  # noqa: E402
 from chat.tools.models import Function as Function  # noqa: E402
 from chat.tools.models import FunctionCall as FunctionCall  # noqa: E402

@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest
 
 from chat import assistants_api as api
 from chat.access import aconversation_for
-from chat.models import Conversation, Upload
+from chat.models import CallFile, Conversation, Upload
 
 CHUNK = 1024 * 1024
 JSON_PARSE_MAX_BYTES = 4 * 1024 * 1024
@@ -241,6 +241,12 @@ async def file_in(conversation: Conversation, file_id: str) -> Downloadable:
     upload = await Upload.objects.filter(conversation=conversation, file_id=file_id).afirst()
     if upload is not None:
         return Downloadable(upload.name)
+    # An image a function call of this conversation answered with (an MCP tool's).
+    kept = await CallFile.objects.filter(
+        call__round__conversation=conversation, file_id=file_id
+    ).afirst()
+    if kept is not None:
+        return Downloadable(kept.name)
     try:
         if await api.thread_cites_file(conversation.thread_id, file_id):
             return Downloadable(str((await api.file_info(file_id))["filename"]))
@@ -257,4 +263,8 @@ def sniff_type(head: bytes) -> str | None:
         return "image/png"
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
     return None

@@ -7,6 +7,7 @@ app_name = "chat"
 urlpatterns = [
     path("", views.home, name="home"),
     path("threads", views.thread_list, name="threads"),
+    path("settings", views.settings_page, name="settings"),
     path("c/new/send", views.send, name="send_new"),
     path("c/<int:conversation_id>/", views.conversation_page, name="conversation"),
     path("c/<int:conversation_id>/send", views.send, name="send"),

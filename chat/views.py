@@ -13,6 +13,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -22,7 +23,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
@@ -33,7 +34,7 @@ from chat.forms import EditForm, RenameForm, SignupForm, Submission, read_submis
 from chat.live.answer import RunView
 from chat.models import Conversation
 from chat.rendering import dom_id
-from chat.tools import actions, recovery, rounds
+from chat.tools import actions, mcp_secrets, recovery, rounds
 
 PAGE = "chat/conversation.html"
 THREAD_LIST_SIZE = 100
@@ -462,6 +463,25 @@ async def file_response(found: uploads.Downloadable, file_id: str) -> HttpRespon
 
 
 # --- Accounts -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def settings_page(request: SignedInRequest) -> HttpResponse:
+    """The person's own settings: their keys for MCP servers (chat.tools.mcp_secrets)."""
+    if request.method == "POST":
+        server = request.POST.get("server", "")
+        if request.POST.get("action") == "forget":
+            mcp_secrets.forget(request.user, server)
+            messages.success(request, "Your key was removed.")
+        else:
+            problem = mcp_secrets.save(request.user, server, request.POST.get("secret", ""))
+            if problem:
+                messages.error(request, problem)
+            else:
+                messages.success(request, "Your key was saved.")
+        return redirect("chat:settings")
+    return render(request, "chat/settings.html", {"entries": mcp_secrets.entries_for(request.user)})
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -167,6 +167,10 @@ class FunctionForm(forms.ModelForm):
                     webhook.check_url(url)
                 except webhook.WebhookError as error:
                     self.add_error("url", str(error))
+        if kind == Function.Kind.MCP and self.instance.mcp_server_id is None:
+            self.add_error(
+                "kind", "Tools of an MCP server become functions from the server's admin page."
+            )
         if kind == Function.Kind.PYTHON and name and python.registered(name) is None:
             known = ", ".join(python.names()) or "none yet"
             self.add_error(
@@ -182,13 +186,14 @@ class FunctionForm(forms.ModelForm):
 class FunctionAdmin(admin.ModelAdmin):
     form = FunctionForm
     list_display = ["name", "kind", "approval", "group_names", "timeout_seconds", "updated_at"]
+    list_select_related = ["mcp_server"]
     list_filter = ["kind", "approval"]
     search_fields = ["name", "description"]
     filter_horizontal = ["groups"]
-    readonly_fields = ["header_names"]
+    readonly_fields = ["header_names", "mcp_source"]
     fieldsets = [
         (None, {"fields": ["name", "description", "parameters"]}),
-        ("How it runs", {"fields": ["kind", "url", "timeout_seconds"]}),
+        ("How it runs", {"fields": ["kind", "mcp_source", "url", "timeout_seconds"]}),
         ("Webhook signing and headers", {"fields": ["new_secret", "header_names", "new_headers"]}),
         ("Who and when", {"fields": ["approval", "groups"]}),
     ]
@@ -199,6 +204,23 @@ class FunctionAdmin(admin.ModelAdmin):
     @admin.display(description="groups")
     def group_names(self, function: Function) -> str:
         return ", ".join(g.name for g in function.groups.all()) or "everyone"
+
+    @admin.display(description="MCP server")
+    def mcp_source(self, function: Function) -> str:
+        server = function.mcp_server
+        if server is None:
+            return "-"
+        listed = server.listed(function.mcp_tool) is not None or server.refreshed_at is None
+        state = (
+            "available"
+            if server.available and listed
+            else "unavailable: "
+            + (server.problem if not server.available else "no longer listed by the server")
+        )
+        return (
+            f"{server.name}, tool {function.mcp_tool} ({state}). Its description and parameters "
+            "follow the server's at each refresh."
+        )
 
     @admin.display(description="current headers")
     def header_names(self, function: Function) -> str:

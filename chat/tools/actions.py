@@ -14,13 +14,15 @@ from django.http import Http404, QueryDict
 from django.utils import timezone
 
 from chat.models import Conversation
-from chat.tools import user
+from chat.tools import elicitation, user
 from chat.tools.cards import Card, card_of
 from chat.tools.decide import error_output, may_run
 from chat.tools.models import FunctionCall
 
 Status = FunctionCall.Status
 ALLOW, DENY, ANSWER = "allow", "deny", "answer"
+# Answers to a question an MCP server asks during a call (chat.tools.elicitation).
+REPLY, DECLINE = "reply", "decline"
 
 
 @dataclass
@@ -34,6 +36,7 @@ def call_for(conversation: Conversation, run_id: str, call_id: str) -> FunctionC
     person's own: `access.conversation_for` found it)."""
     call = (
         FunctionCall.objects.select_related("round", "function")
+        .prefetch_related("elicitations", "files")
         .filter(round__conversation=conversation, run_id=run_id, call_id=call_id)
         .first()
     )
@@ -52,6 +55,10 @@ def act(conversation: Conversation, run_id: str, call_id: str, data: QueryDict) 
         message = deny(call)
     elif action == ANSWER and call.status == Status.WAITING_ANSWER:
         message = answer(call, data)
+    elif action == REPLY:
+        message = elicitation.reply(call, data)
+    elif action == DECLINE:
+        message = elicitation.decline(call)
     elif action not in (ALLOW, DENY, ANSWER):
         message = "That is not something one can do with a call."
     else:

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from django.urls import reverse
 
-from chat.rendering import dom_id
-from chat.tools import user
+from chat.rendering import OWNER_FILES, dom_id, file_url
+from chat.tools import elicitation, user
 from chat.tools.models import FunctionCall
 
 Status = FunctionCall.Status
@@ -27,10 +27,14 @@ class Card:
     form: user.Form | None = None  # a user-answered call still waiting
     action_url: str = ""
     expires_at: datetime | None = None
+    question: elicitation.Question | None = None  # an MCP server asks the person, mid-call
+    images: list[tuple[str, str]] = field(default_factory=list)  # (url, name) the call gave
 
     @property
     def label(self) -> str:
         name = self.name
+        if self.question is not None:
+            return f"{name} asks you"
         labels: dict[str, str] = {
             Status.WAITING_APPROVAL: f"{name} needs your approval",
             Status.WAITING_ANSWER: f"The assistant asks you ({name})",
@@ -71,8 +75,18 @@ class Card:
         return self.expires_at.isoformat() if self.expires_at else ""
 
 
-def card_of(call: FunctionCall, conversation_id: int, expires_at: datetime | None) -> Card:
-    waiting = call.status in FunctionCall.WAITING
+def card_of(
+    call: FunctionCall,
+    conversation_id: int,
+    expires_at: datetime | None,
+    file_route: str = OWNER_FILES,
+) -> Card:
+    asked = elicitation.waiting_question(call)
+    waiting = call.status in FunctionCall.WAITING or asked is not None
+    images = [
+        (file_url(conversation_id, kept.file_id, route=file_route), kept.name)
+        for kept in call.files.all()
+    ]
     return Card(
         call_id=call.call_id,
         name=call.name,
@@ -86,4 +100,6 @@ def card_of(call: FunctionCall, conversation_id: int, expires_at: datetime | Non
         if waiting
         else "",
         expires_at=expires_at if waiting else None,
+        question=elicitation.question_of(asked) if asked is not None else None,
+        images=images,
     )

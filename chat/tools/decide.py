@@ -73,6 +73,8 @@ def decide(name: str, arguments: str, user: User, offered: dict[str, dict[str, A
         return refused(f"{name} is not set up on this server (no Python function).", function)
     if function.kind == Function.Kind.WEBHOOK and not function.url:
         return refused(f"{name} is not set up on this server (no webhook URL).", function)
+    if function.kind == Function.Kind.MCP and function.mcp_server_id is None:
+        return refused(f"{name} is not set up on this server (no MCP server).", function)
     status = Status.WAITING_APPROVAL if function.approval else Status.QUEUED
     return Decision(function.kind, status, function)
 

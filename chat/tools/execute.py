@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from chat.tools import python, webhook
+from chat.tools import mcp_calls, mcp_client, python, webhook
 from chat.tools.decide import error_output
 from chat.tools.models import Function, FunctionCall
 from chat.tools.python import CallContext
@@ -84,9 +84,9 @@ async def run(call_pk: int) -> None:
     output, problem = "", ""
     try:
         arguments = json.loads(call.arguments or "{}")
-        result = await asyncio.wait_for(
-            answer(function, arguments, context), timeout=function.timeout_seconds
-        )
+        # An MCP call keeps its own clock, stopped while the person answers the server.
+        limit = None if function.kind == Function.Kind.MCP else function.timeout_seconds
+        result = await asyncio.wait_for(answer(function, arguments, context), timeout=limit)
         output = as_text(result)
         if len(output.encode()) > settings.FUNCTION_MAX_OUTPUT_BYTES:
             problem = (
@@ -95,7 +95,7 @@ async def run(call_pk: int) -> None:
             )
     except TimeoutError:
         problem = f"{call.name} did not finish within {function.timeout_seconds} seconds."
-    except (Failed, webhook.WebhookError, python.Unavailable) as error:
+    except (Failed, webhook.WebhookError, python.Unavailable, mcp_client.McpFailure) as error:
         problem = f"{call.name} failed: {error}"
     except Exception as error:
         log.warning("Function %s raised", call.name, exc_info=True)
@@ -125,11 +125,11 @@ async def run_webhook(function: Function, arguments: dict[str, Any], context: Ca
 
 
 Executor = Callable[[Function, dict[str, Any], CallContext], Awaitable[Any]]
-# What runs each kind of server-side function. Another kind (tools of an MCP server, say) is
-# one more entry, with an executor that raises Failed (or returns) like these.
+# What runs each kind of server-side function; each raises Failed (or its own error) or returns.
 EXECUTORS: dict[str, Executor] = {
     Function.Kind.PYTHON: run_python,
     Function.Kind.WEBHOOK: run_webhook,
+    Function.Kind.MCP: mcp_calls.run_mcp,
 }
 
 

@@ -31,7 +31,9 @@ def attach_calls(
         (call.run_id, call.call_id): call
         for call in FunctionCall.objects.filter(
             round__conversation=conversation, run_id__in=run_ids
-        ).select_related("round")
+        )
+        .select_related("round")
+        .prefetch_related("elicitations", "files")
     }
     runs = {run_id for run_id, _ in records}
     assistant = conversation.assistant
@@ -50,7 +52,7 @@ def attach_calls(
         for step in api.function_steps(conversation.thread_id, run_id):
             details = step.get("step_details") or {}
             if details.get("type") == "tool_calls":
-                shown = step_of(conversation, step, details, records, files)
+                shown = step_of(conversation, step, details, records, files, file_route)
                 if shown.calls:
                     pending.append(shown)
             elif details.get("type") == "message_creation":
@@ -68,6 +70,7 @@ def step_of(
     details: dict[str, Any],
     records: dict[tuple[str, str], FunctionCall],
     files: Callable[[str], str],
+    file_route: str = OWNER_FILES,
 ) -> Step:
     shown = Step(step["id"], f"s-{dom_id(step['id'])}")
     for data in details.get("tool_calls") or []:
@@ -82,6 +85,6 @@ def step_of(
         merge_call(call, data, append=False)
         record = records.get((step["run_id"], call.call_id))
         if record is not None:
-            call.card = card_of(record, conversation.pk, None)
+            call.card = card_of(record, conversation.pk, None, file_route)
         shown.calls.append(call)
     return shown

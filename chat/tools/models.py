@@ -38,6 +38,7 @@ class Function(models.Model):
         PYTHON = "python", "Python function on this server"
         WEBHOOK = "webhook", "HTTP webhook"
         USER = "user", "answered by the user"
+        MCP = "mcp", "tool of an MCP server"
 
     name = models.CharField(
         max_length=64,
@@ -51,6 +52,16 @@ class Function(models.Model):
     parameters = models.JSONField(default=empty_parameters)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.USER)
     url = models.URLField("webhook URL", max_length=2000, blank=True)
+    # A tool of an MCP server (chat.tools.mcp_catalog): the server, and the tool's own name there.
+    mcp_server = models.ForeignKey(
+        "chat.McpServer",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="functions",
+        verbose_name="MCP server",
+    )
+    mcp_tool = models.CharField("MCP tool", max_length=256, blank=True)
     # Signs each webhook request (README: "Webhooks"). Write-only in the admin.
     secret = models.CharField(max_length=256, default=new_secret)
     # Extra request headers {name: value}; the values may be secrets, so write-only in the admin.
@@ -86,7 +97,7 @@ class Function(models.Model):
 
     @property
     def runs_on_server(self) -> bool:
-        return self.kind in (Function.Kind.PYTHON, Function.Kind.WEBHOOK)
+        return self.kind in (Function.Kind.PYTHON, Function.Kind.WEBHOOK, Function.Kind.MCP)
 
 
 class CallRound(models.Model):
@@ -156,6 +167,7 @@ class FunctionCall(models.Model):
         PYTHON = "python", "Python"
         WEBHOOK = "webhook", "webhook"
         USER = "user", "user"
+        MCP = "mcp", "MCP server"
         NONE = "none", "nothing"
 
     round = models.ForeignKey(CallRound, on_delete=models.CASCADE, related_name="calls")

@@ -15,7 +15,6 @@ the lease, so a relay that lost it stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,18 +23,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chat import assistants_api as api
 from chat.models import Conversation
-from chat.rendering import dom_id
 from chat.tools import execute
 from chat.tools.cards import Card, card_of
 from chat.tools.decide import decide, error_output, offered_functions
 from chat.tools.models import CallRound, FunctionCall
+
+# How a run's relay hears that its calls changed; named here too, where they used to live.
+from chat.tools.notices import Notifications as Notifications
+from chat.tools.notices import group_name as group_name
+from chat.tools.notices import notify as notify
 
 log = logging.getLogger(__name__)
 Status = FunctionCall.Status
@@ -53,18 +55,6 @@ def tick_seconds() -> float:
 
 def relay_token() -> str:
     return f"{PROCESS}:{secrets.token_hex(6)}"
-
-
-def group_name(run_id: str) -> str:
-    return f"chat.calls.{dom_id(run_id)}"
-
-
-async def notify(run_id: str) -> None:
-    """Tell the run's relay, wherever it is, that its calls changed (it also looks each tick)."""
-    try:
-        await get_channel_layer().group_send(group_name(run_id), {"type": "calls.changed"})
-    except Exception:
-        log.warning("Could not notify the relay of run %s; it will look on its next tick", run_id)
 
 
 @dataclass(frozen=True)
@@ -156,7 +146,8 @@ class State:
 
 def load(round_pk: int) -> State:
     found = CallRound.objects.get(pk=round_pk)
-    return State(found, list(found.calls.select_related("function").order_by("position")))
+    calls = found.calls.select_related("function").prefetch_related("elicitations", "files")
+    return State(found, list(calls.order_by("position")))
 
 
 def renew(round_pk: int, token: str) -> bool:
@@ -294,45 +285,6 @@ class Waiting:
             return ended if ended is not None else Outcome()
         await sync_to_async(mark_submitted)(self.round_pk, self.token)
         return Outcome(events=events)
-
-
-class Notifications:
-    """The run's group on the channel layer: an answer recorded anywhere wakes the relay."""
-
-    def __init__(self, group: str) -> None:
-        self.group = group
-        self.event = asyncio.Event()
-        self.layer = get_channel_layer()
-        self.channel = ""
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        try:
-            self.channel = await self.layer.new_channel()
-            await self.layer.group_add(self.group, self.channel)
-        except Exception:
-            log.warning("No notifications for %s; the relay looks each tick", self.group)
-            return
-        self.task = asyncio.create_task(self.listen())
-
-    async def listen(self) -> None:
-        while True:
-            try:
-                await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("Notifications for %s broke; the relay looks each tick", self.group)
-                return
-            self.event.set()
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        if self.channel:
-            with contextlib.suppress(Exception):
-                await self.layer.group_discard(self.group, self.channel)
 
 
 def stale_before() -> datetime:
