@@ -136,7 +136,7 @@ def search(
     return hits
 
 
-def _scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
+def scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
     where = "c.vector_store_id IN ({}) AND f.status = 'completed'".format(
         ",".join(["%s"] * len(store_ids))
     )
@@ -164,7 +164,7 @@ def _search_sqlite(
         ranked = cursor.fetchall()
         if not ranked:
             return []
-        where, params = _scope(store_ids, file_ids)
+        where, params = scope(store_ids, file_ids)
         rank_of = dict(ranked)
         cursor.execute(
             f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
@@ -247,7 +247,7 @@ def _search_sqlite_joined(
     cursor: Any, match: str, store_ids: list[str], limit: int, file_ids: list[str] | None
 ) -> tuple[list[tuple[Any, ...]], dict[int, float]]:
     """The best chunks in scope, and their FTS5 ranks."""
-    where, params = _scope(store_ids, file_ids)
+    where, params = scope(store_ids, file_ids)
     cursor.execute(
         f"""SELECT c.id, c.file_id, c.page, c.text, r.rank
         FROM (
@@ -294,7 +294,7 @@ def _search_postgres(
         else:
             pairs = list(zip(queries, weights, strict=True))
         score = " + ".join(f"%s * ts_rank({vector}, to_tsquery('simple', %s))" for _ in pairs)
-        where, params = _scope(store_ids, file_ids)
+        where, params = scope(store_ids, file_ids)
         cursor.execute(
             f"""SELECT id, file_id, page, text, rank / (1.0 + rank) FROM (
                 SELECT c.id, c.file_id, c.page, c.text, ({score}) AS rank

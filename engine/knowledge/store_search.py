@@ -6,6 +6,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from engine import hybrid
 from engine.api.errors import ApiError
 from engine.api.schemas import ComparisonFilter, CompoundFilter
 from engine.knowledge import search
@@ -20,6 +21,7 @@ def search_store(
     max_results: int,
     score_threshold: float,
     filters: ComparisonFilter | CompoundFilter | None,
+    ranker: str = "auto",
 ) -> list[search.Hit]:
     """The best chunks for any of the queries, best first, each with its file's attributes."""
     if is_expired(store):
@@ -28,12 +30,13 @@ def search_store(
     file_ids = matching_file_ids(store, filters) if filters is not None else None
     best: dict[int, search.Hit] = {}
     for query in queries:
-        for hit in search.search(
+        for hit in hybrid.hybrid_search(
             [store.id],
             query,
             max_results=max_results,
             score_threshold=score_threshold,
             file_ids=file_ids,
+            ranker=ranker,
         ):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.knowledge import citations, search
+from engine import hybrid
+from engine.knowledge import citations
 from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import Assistant, Run, VectorStore, VectorStoreFile
 from engine.providers.interface import Knowledge, ToolCallRequest
@@ -50,9 +51,14 @@ def run_searches(run: Run, searches: list[dict[str, Any]]) -> None:
     """Execute the model's file_search calls over the assistant's and thread's stores."""
     store_ids = search_scope(run)
     max_results, threshold = search_settings(run.tools)
+    ranker = search_ranker(run.tools)
     for call in searches:
-        hits = search.search(
-            store_ids, call["query"], max_results=max_results, score_threshold=threshold
+        hits = hybrid.hybrid_search(
+            store_ids,
+            call["query"],
+            max_results=max_results,
+            score_threshold=threshold,
+            ranker=ranker,
         )
         call["ranking_options"] = {"ranker": "default_2024_08_21", "score_threshold": threshold}
         call["results"] = [citations.result_entry(hit) for hit in hits]
@@ -95,3 +101,11 @@ def search_settings(tools: list[dict[str, Any]]) -> tuple[int, float]:
                 ranking.get("score_threshold") or 0.0,
             )
     return DEFAULT_SEARCH_RESULTS, 0.0
+
+
+def search_ranker(tools: list[dict[str, Any]]) -> str:
+    for tool in tools:
+        if tool["type"] == NAME:
+            ranking = (tool.get(NAME) or {}).get("ranking_options") or {}
+            return str(ranking.get("ranker") or "auto")
+    return "auto"

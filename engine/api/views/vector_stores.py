@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 
+from engine import hybrid
 from engine.api.access import get_owned
 from engine.api.bodies import parse
 from engine.api.errors import ApiError
@@ -88,16 +89,18 @@ def search_vector_store(
     store = owned_store(project, vector_store_id)
     body = parse(request, SearchVectorStore)
     ranking = body.ranking_options
+    queries = [hybrid.rewrite(q) for q in body.queries()] if body.rewrite_query else body.queries()
     hits = store_search.search_store(
         store,
-        body.queries(),
+        queries,
         max_results=body.max_num_results,
         score_threshold=ranking.score_threshold if ranking else 0.0,
         filters=body.filters,
+        ranker=ranking.ranker if ranking else "auto",
     )
     return {
         "object": "vector_store.search_results.page",
-        "search_query": body.queries(),
+        "search_query": queries,
         "data": [search_result(hit) for hit in hits],
         "has_more": False,
         "next_page": None,

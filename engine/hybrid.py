@@ -1,0 +1,124 @@
+"""Hybrid search: full-text and vector candidates fused into one ranking, scores in 0..1.
+
+Candidates come from two places in the searched stores: the full-text index's best chunks
+(`engine.search`, bm25 mapped into 0..1) and the chunks nearest the query's vector
+(`engine.vectors`). Every candidate then gets both signals, and a blend ranks them:
+
+    first stage:  (cosine + TEXT_WEIGHT * text) / (1 + TEXT_WEIGHT)
+    reranked:     (cosine + best window's cosine + TEXT_WEIGHT * text) / (2 + TEXT_WEIGHT)
+
+(cosines below zero count as zero). A blend keeps a score's meaning, so `score_threshold` means
+the same for every query; rank fusion (RRF) would not, and measured worse on paraphrased
+questions: full-text ranks carry little signal when a question shares no words with its page.
+The semantic side weighs most for the same reason; the text side still lifts the chunk that
+holds a rare word of the query, which a static embedding model barely tells apart.
+
+The reranker (`ranker` auto or a dated ranker; `none` turns it off) scores the candidates' best
+64-token window against the query: a chunk's vector is the mean of up to 800 tokens, so an answer
+held in one paragraph of a long chunk is diluted. Windows are computed from the chunks' text at
+query time (local model only; an API model's vectors are compared whole).
+
+With embeddings off, or for chunks not embedded yet under the current model (while a changed
+THREADLINE_EMBEDDINGS re-embeds in the background), search is full-text: text-only scores for
+those chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from django.db import connection
+
+from engine import embeddings, search, vectors
+from engine.embeddings import LocalEmbedder
+from engine.models import File
+from engine.search import Hit
+
+TEXT_WEIGHT = 0.5
+# Candidates taken from each side before blending: enough for max_num_results up to 50.
+CANDIDATES = 50
+RERANK_OFF = "none"
+
+
+def rewrite(query: str) -> str:
+    """The query as search terms: question words, stop words and punctuation left out.
+
+    `rewrite_query` asks for a query fit for search; without a language model at hand, the
+    deterministic rewrite keeps the words that carry meaning (the original when none would be
+    left)."""
+    terms = [term for term in search.query_terms(query) if " " not in term]
+    return " ".join(terms) or query
+
+
+def hybrid_search(
+    store_ids: list[str],
+    query: str,
+    *,
+    max_results: int = 10,
+    score_threshold: float = 0.0,
+    file_ids: list[str] | None = None,
+    ranker: str = "auto",
+) -> list[Hit]:
+    """The best chunks for `query` among completed files of these stores, best first."""
+    if not store_ids or file_ids == [] or not search.query_terms(query):
+        return []  # nothing searchable: an empty or one-letter query matches no meaning either
+    pool = max(CANDIDATES, max_results)
+    lexical = search.search(store_ids, query, max_results=pool, file_ids=file_ids)
+    embedder = embeddings.configured()
+    if embedder is None:
+        vectors.start_backfill()
+        return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
+    vectors.start_backfill()
+    query_vector = embedder.embed([query])[0]
+    hits = {hit.chunk_id: hit for hit in lexical}
+    text_score = {hit.chunk_id: hit.score for hit in lexical}
+    cosine = dict(vectors.nearest(store_ids, query_vector, embedder.name, pool))
+    missing = [chunk_id for chunk_id in cosine if chunk_id not in hits]
+    for hit in in_scope(missing, store_ids, file_ids):
+        hits[hit.chunk_id] = hit
+    cosine.update(vectors.similarities(list(hits), query_vector, embedder.name))
+
+    rerank = ranker != RERANK_OFF and isinstance(embedder, LocalEmbedder)
+    for chunk_id, hit in hits.items():
+        semantic = max(0.0, cosine.get(chunk_id, 0.0))
+        text = TEXT_WEIGHT * text_score.get(chunk_id, 0.0)
+        if rerank:
+            window = best_window(embedder, hit.text, query_vector)
+            hit.score = (semantic + window + text) / (2 + TEXT_WEIGHT)
+        else:
+            hit.score = (semantic + text) / (1 + TEXT_WEIGHT)
+    ranked = sorted(hits.values(), key=lambda hit: (-hit.score, hit.chunk_id))
+    kept = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
+    name_files(kept)
+    return kept
+
+
+def best_window(embedder: LocalEmbedder, text: str, query_vector: np.ndarray[Any, Any]) -> float:
+    windows = embedder.windows(text)
+    if not len(windows):
+        return 0.0
+    return max(0.0, float((windows @ query_vector).max()))
+
+
+def in_scope(chunk_ids: list[int], store_ids: list[str], file_ids: list[str] | None) -> list[Hit]:
+    """Hits for the chunks that belong to completed files of these stores (and these files)."""
+    if not chunk_ids:
+        return []
+    where, params = search.scope(store_ids, file_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
+            JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+            WHERE c.id IN ({",".join(["%s"] * len(chunk_ids))}) AND {where}""",  # noqa: S608
+            [*chunk_ids, *params],
+        )
+        return [Hit(chunk_id, file_id, page, text, 0.0) for chunk_id, file_id, page, text in cursor]
+
+
+def name_files(hits: list[Hit]) -> None:
+    names = dict(
+        File.objects.filter(pk__in={hit.file_id for hit in hits}).values_list("pk", "filename")
+    )
+    for hit in hits:
+        hit.filename = names.get(hit.file_id, "")

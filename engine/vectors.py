@@ -1,0 +1,291 @@
+"""Chunk vectors: written with the chunks, re-embedded in the background, searched in memory.
+
+Search is exact, on SQLite and PostgreSQL alike: each process keeps the configured model's
+vectors in one float32 matrix and ranks the searched stores' rows with one matrix product, about
+10 ms for 100k chunks of 256 dimensions on one core (`bench/knowledge.py`). Exact search needs no
+database extension, returns the true nearest chunks whatever the store filter, and sees a new
+chunk as soon as its transaction commits. It costs memory: 1 KB per chunk per process (100 MB at
+100k chunks of 256 dimensions).
+
+The matrix follows the database. Before each search one indexed query reads the newest vector id
+and the row count: rows with a larger id are loaded, and a count that disagrees (rows deleted, or
+committed out of id order on PostgreSQL) reconciles the set of ids.
+
+Re-embedding: a chunk whose vector is missing or belongs to another model gets one from the
+background backfill of each process (`start_backfill`), which replaces rows, never edits them.
+Two processes may embed the same batch; the second's rows simply replace the first's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from django.db import IntegrityError, close_old_connections, connection, transaction
+
+from engine import embeddings
+from engine.embeddings import Vectors
+from engine.models import Chunk, ChunkVector
+
+log = logging.getLogger(__name__)
+
+STORED = np.dtype("<f2")  # float16 on disk: half the bytes, ample precision for a cosine
+BACKFILL_BATCH = 256
+BACKFILL_IDLE_SECONDS = 10.0
+
+
+# --- Writing ----------------------------------------------------------------------------------
+
+
+def to_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    return vector.astype(STORED).tobytes()
+
+
+def save(chunks: list[Chunk], vectors: Vectors, model: str) -> None:
+    """Store the vectors of freshly created chunks (same order), inside the caller's transaction."""
+    ChunkVector.objects.bulk_create(
+        ChunkVector(chunk_id=chunk.pk, model=model, vector=to_bytes(vector))
+        for chunk, vector in zip(chunks, vectors, strict=True)
+    )
+
+
+def embed_for_ingestion(texts: list[str]) -> tuple[str, Vectors] | None:
+    """The configured model's vectors for new chunks, or None (embeddings off, or the model
+    failed: the file is still searchable by its words, and the backfill tries again)."""
+    embedder = embeddings.configured()
+    if embedder is None or not texts:
+        return None
+    try:
+        return embedder.name, embedder.embed(texts)
+    except Exception:
+        log.exception("Embedding %s chunks failed; the backfill will try again", len(texts))
+        return None
+
+
+# --- The in-memory index ----------------------------------------------------------------------
+
+
+@dataclass
+class Index:
+    model: str
+    dimensions: int = 0
+    matrix: Vectors = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    chunk_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    stores: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    live: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    size: int = 0  # rows in use; the arrays grow by doubling
+    row_of: dict[int, int] = field(default_factory=dict)  # chunk id -> row
+    store_codes: dict[str, int] = field(default_factory=dict)
+    newest_id: int = 0
+    live_count: int = 0
+
+    def add(self, chunk_id: int, store_id: str, vector: npt.NDArray[np.float32]) -> None:
+        row = self.row_of.get(chunk_id)
+        if row is None:
+            if not self.dimensions:
+                self.dimensions = len(vector)
+                self.matrix = np.zeros((0, self.dimensions), np.float32)
+            if len(vector) != self.dimensions:
+                return  # a model whose size changed under the same name: skip, do not crash
+            if self.size == len(self.chunk_ids):
+                self.grow()
+            row = self.size
+            self.size += 1
+            self.row_of[chunk_id] = row
+            self.chunk_ids[row] = chunk_id
+        if not self.live[row]:
+            self.live[row] = True
+            self.live_count += 1
+        self.stores[row] = self.store_codes.setdefault(store_id, len(self.store_codes))
+        self.matrix[row] = vector
+
+    def grow(self) -> None:
+        capacity = max(1024, 2 * len(self.chunk_ids))
+        extra = capacity - len(self.chunk_ids)
+        self.matrix = np.vstack([self.matrix, np.zeros((extra, self.dimensions), np.float32)])
+        self.chunk_ids = np.concatenate([self.chunk_ids, np.zeros(extra, np.int64)])
+        self.stores = np.concatenate([self.stores, np.zeros(extra, np.int32)])
+        self.live = np.concatenate([self.live, np.zeros(extra, np.bool_)])
+
+    def keep_only(self, chunk_ids: set[int]) -> None:
+        for chunk_id, row in self.row_of.items():
+            if self.live[row] and chunk_id not in chunk_ids:
+                self.live[row] = False
+                self.live_count -= 1
+
+
+_indexes: dict[str, Index] = {}
+_index_lock = threading.Lock()
+
+LOAD_ROWS = """SELECT v.id, v.chunk_id, c.vector_store_id, v.vector
+    FROM engine_chunkvector v JOIN engine_chunk c ON c.id = v.chunk_id
+    WHERE v.model = %s AND {}"""
+
+
+def refreshed(model: str) -> Index:
+    """The process's index for `model`, brought up to date with the database."""
+    with _index_lock:
+        index = _indexes.setdefault(model, Index(model))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(max(id), 0), count(*) FROM engine_chunkvector WHERE model = %s",
+                [model],
+            )
+            newest, count = cursor.fetchone()
+            if newest > index.newest_id:
+                newer = LOAD_ROWS.format("v.id > %s ORDER BY v.id")
+                cursor.execute(newer, [model, index.newest_id])
+                load(index, cursor.fetchall())
+                index.newest_id = newest
+            if count != index.live_count:
+                reconcile(index, cursor)
+        return index
+
+
+def load(index: Index, rows: list[tuple[Any, ...]]) -> None:
+    for _, chunk_id, store_id, blob in rows:
+        vector = np.frombuffer(bytes(blob), STORED).astype(np.float32)
+        index.add(chunk_id, store_id, vector)
+
+
+def reconcile(index: Index, cursor: Any) -> None:
+    cursor.execute("SELECT chunk_id FROM engine_chunkvector WHERE model = %s", [index.model])
+    present = {row[0] for row in cursor.fetchall()}
+    index.keep_only(present)
+    missing = [
+        chunk_id
+        for chunk_id in present
+        if chunk_id not in index.row_of or not index.live[index.row_of[chunk_id]]
+    ]
+    for start in range(0, len(missing), 500):
+        part = missing[start : start + 500]
+        cursor.execute(
+            LOAD_ROWS.format("v.chunk_id IN ({})".format(",".join(["%s"] * len(part)))),
+            [index.model, *part],
+        )
+        load(index, cursor.fetchall())
+
+
+def nearest(
+    store_ids: list[str], query: npt.NDArray[np.float32], model: str, limit: int
+) -> list[tuple[int, float]]:
+    """The chunks of these stores most similar to the query vector: (chunk id, cosine), best
+    first. Chunks of files that are not completed or were removed may be among them: the
+    caller keeps those its scope allows."""
+    index = refreshed(model)
+    if not index.size or len(query) != index.dimensions:
+        return []
+    codes = [index.store_codes[s] for s in store_ids if s in index.store_codes]
+    rows = np.flatnonzero(np.isin(index.stores[: index.size], codes) & index.live[: index.size])
+    if not len(rows):
+        return []
+    # A few stores' rows are gathered first; most of the index is cheaper multiplied whole.
+    if len(rows) < index.size // 2:
+        scores = index.matrix[rows] @ query
+    else:
+        scores = (index.matrix[: index.size] @ query)[rows]
+    best = np.argpartition(-scores, limit)[:limit] if len(rows) > limit else np.arange(len(rows))
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(index.chunk_ids[rows[i]]), float(scores[i])) for i in best]
+
+
+def similarities(
+    chunk_ids: list[int], query: npt.NDArray[np.float32], model: str
+) -> dict[int, float]:
+    """Cosine of the query with each of these chunks that has a vector under `model`."""
+    index = _indexes.get(model)
+    if index is None or len(query) != index.dimensions:
+        return {}
+    found = [
+        (chunk_id, index.row_of[chunk_id])
+        for chunk_id in chunk_ids
+        if chunk_id in index.row_of and index.live[index.row_of[chunk_id]]
+    ]
+    if not found:
+        return {}
+    scores = index.matrix[[row for _, row in found]] @ query
+    return {chunk_id: float(score) for (chunk_id, _), score in zip(found, scores, strict=True)}
+
+
+def forget_indexes() -> None:
+    """Drop every in-memory index (tests and benchmarks that rebuild their database)."""
+    with _index_lock:
+        _indexes.clear()
+
+
+# --- Background re-embedding ------------------------------------------------------------------
+
+_backfill_lock = threading.Lock()
+_backfill_thread: threading.Thread | None = None
+
+
+def start_backfill() -> None:
+    """Start this process's re-embedding thread, once."""
+    global _backfill_thread
+    with _backfill_lock:
+        if _backfill_thread is None and embeddings.configured_name() is not None:
+            _backfill_thread = threading.Thread(
+                target=backfill_forever, name="threadline-embed", daemon=True
+            )
+            _backfill_thread.start()
+
+
+def backfill_forever() -> None:
+    while True:
+        try:
+            close_old_connections()
+            done = backfill_once()
+        except Exception:
+            log.exception("Re-embedding chunks failed; trying again")
+            done = 0
+        if not done:
+            time.sleep(BACKFILL_IDLE_SECONDS)
+
+
+def pending(model: str) -> bool:
+    """Whether some chunk lacks a vector of `model` (two counts, no join: cheap when idle)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM engine_chunk")
+        chunks = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM engine_chunkvector WHERE model = %s", [model])
+        return bool(chunks != cursor.fetchone()[0])
+
+
+def backfill_once(batch: int = BACKFILL_BATCH) -> int:
+    """Embed one batch of chunks that lack a vector of the configured model; how many."""
+    embedder = embeddings.configured()
+    if embedder is None or not pending(embedder.name):
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT c.id, c.text FROM engine_chunk c
+            LEFT JOIN engine_chunkvector v ON v.chunk_id = c.id
+            WHERE v.id IS NULL OR v.model <> %s
+            ORDER BY c.id LIMIT %s""",
+            [embedder.name, batch],
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return 0
+    vectors = embedder.embed([text for _, text in rows])
+    chunk_ids = [chunk_id for chunk_id, _ in rows]
+    try:
+        with transaction.atomic():
+            ChunkVector.objects.filter(chunk_id__in=chunk_ids).exclude(model=embedder.name).delete()
+            alive = set(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", flat=True))
+            ChunkVector.objects.bulk_create(
+                (
+                    ChunkVector(chunk_id=chunk_id, model=embedder.name, vector=to_bytes(vector))
+                    for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
+                    if chunk_id in alive
+                ),
+                ignore_conflicts=True,
+            )
+    except IntegrityError:
+        return 0  # a chunk removed meanwhile; the next round sees the rest
+    return len(rows)
