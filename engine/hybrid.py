@@ -25,6 +25,7 @@ those chunks.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from engine import embeddings, search, vectors
 from engine.embeddings import LocalEmbedder
 from engine.models import File
 from engine.search import Hit
+
+log = logging.getLogger(__name__)
 
 TEXT_WEIGHT = 0.5
 # Candidates taken from each side before blending: enough for max_num_results up to 50.
@@ -66,11 +69,15 @@ def hybrid_search(
     pool = max(CANDIDATES, max_results)
     lexical = search.search(store_ids, query, max_results=pool, file_ids=file_ids)
     embedder = embeddings.configured()
-    if embedder is None:
-        vectors.start_backfill()
-        return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
     vectors.start_backfill()
-    query_vector = embedder.embed([query])[0]
+    try:
+        query_vector = embedder.embed([query])[0] if embedder is not None else None
+    except Exception:
+        # An embedding API that fails must not take search down: words still find chunks.
+        log.exception("Embedding a search query failed; searching by words only")
+        query_vector = None
+    if embedder is None or query_vector is None:
+        return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
     hits = {hit.chunk_id: hit for hit in lexical}
     text_score = {hit.chunk_id: hit.score for hit in lexical}
     cosine = dict(vectors.nearest(store_ids, query_vector, embedder.name, pool))

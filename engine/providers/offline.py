@@ -25,7 +25,7 @@ from engine.providers.interface import (
 
 # Passages quoted in an answer: enough to cover a question, few enough to read.
 PASSAGES = 3
-# A passage whose raw relevance is under this share of the best one's is more likely noise.
+# A passage scored under this share of the best one's is more likely noise.
 RELATIVE_RELEVANCE = 0.5
 
 CONFIGURE_HINT = (
@@ -60,19 +60,16 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def relevance(score: float) -> float:
-    """Undo the search's 0..1 squashing (s = r / (1 + r)) so scores compare as ratios."""
-    return score / (1 - score) if score < 1 else float("inf")
-
-
 def compose_answer(searches: list[dict[str, Any]]) -> str:
     call = len(searches) - 1
     search = searches[call]
     results = search.get("results", [])[:PASSAGES]
     if not results:
         return NOTHING_FOUND
-    floor = relevance(results[0]["score"]) * RELATIVE_RELEVANCE
-    results = [result for result in results if relevance(result["score"]) >= floor]
+    # Search scores blend similarity and word matches linearly (engine.hybrid): they compare
+    # as ratios.
+    floor = results[0]["score"] * RELATIVE_RELEVANCE
+    results = [result for result in results if result["score"] >= floor]
     lines = ["Here is what the documents say:"]
     quoted: set[str] = set()
     for rank, result in enumerate(results):
