@@ -31,9 +31,9 @@ Vectors = npt.NDArray[np.float32]
 LOCAL_NAME = "local:wordllama-l2-supercat-256-abtt1"
 # Texts embedded per step: bounds the gathered token vectors (texts x tokens x 256 floats).
 BATCH = 32
-# Query windows for reranking: tokens per window and the step between windows.
+# Windows for reranking: tokens per window, and the step between windows (half of it).
 WINDOW_TOKENS = 64
-WINDOW_STEP = 32
+WINDOW_STEP = WINDOW_TOKENS // 2
 # An API embedding request carries at most this many texts, each cut to this many characters.
 API_BATCH = 64
 API_MAX_CHARS = 24_000
@@ -73,16 +73,21 @@ class LocalEmbedder:
                     out[start + offset] = self.table[encoding.ids].mean(axis=0)
         return normalised(out)
 
-    def windows(self, text: str) -> Vectors:
-        """Vectors of overlapping windows of the text (one for a short text): for reranking."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        if not ids:
-            return np.zeros((0, self.table.shape[1]), np.float32)
-        sums = np.cumsum(self.table[ids], axis=0)
-        sums = np.vstack([np.zeros((1, sums.shape[1]), np.float32), sums])
-        starts = list(range(0, max(1, len(ids) - WINDOW_TOKENS + WINDOW_STEP), WINDOW_STEP))
-        ends = [min(len(ids), s + WINDOW_TOKENS) for s in starts]
-        return normalised(sums[ends] - sums[starts])
+    def best_windows(self, texts: list[str], query: npt.NDArray[np.float32]) -> list[float]:
+        """Each text's best cosine between the query and one of its windows of about
+        WINDOW_TOKENS tokens (overlapping by half): for reranking."""
+        best = []
+        for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False):
+            ids = encoding.ids
+            if not ids:
+                best.append(0.0)
+                continue
+            # Sums of half-window blocks; a window is two neighbouring blocks.
+            starts = np.arange(0, len(ids), WINDOW_STEP)
+            blocks = np.add.reduceat(self.table[ids], starts, axis=0)
+            windows = blocks[:-1] + blocks[1:] if len(blocks) > 1 else blocks
+            best.append(float((normalised(windows) @ query).max()))
+        return best
 
 
 class ApiEmbedder:
@@ -106,13 +111,15 @@ def all_but_the_top(table: Vectors, directions: int) -> Vectors:
     # The principal directions from the small covariance matrix (dims x dims), not a full SVD.
     _, eigenvectors = np.linalg.eigh(centred.T @ centred)
     top = eigenvectors[:, -directions:]
-    return (centred - (centred @ top) @ top.T).astype(np.float32)
+    result: Vectors = (centred - (centred @ top) @ top.T).astype(np.float32)
+    return result
 
 
 def normalised(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32)
+    result: Vectors = (vectors / norms).astype(np.float32)
+    return result
 
 
 def configured_name() -> str | None:

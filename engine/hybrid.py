@@ -26,9 +26,7 @@ those chunks.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import numpy as np
 from django.db import connection
 
 from engine import embeddings, search, vectors
@@ -39,8 +37,10 @@ from engine.search import Hit
 log = logging.getLogger(__name__)
 
 TEXT_WEIGHT = 0.5
-# Candidates taken from each side before blending: enough for max_num_results up to 50.
-CANDIDATES = 50
+# Candidates taken from each side before blending, and how many of the best the reranker sees.
+TEXT_CANDIDATES = 20
+VECTOR_CANDIDATES = 50
+RERANKED = 20
 RERANK_OFF = "none"
 
 
@@ -66,8 +66,9 @@ def hybrid_search(
     """The best chunks for `query` among completed files of these stores, best first."""
     if not store_ids or file_ids == [] or not search.query_terms(query):
         return []  # nothing searchable: an empty or one-letter query matches no meaning either
-    pool = max(CANDIDATES, max_results)
-    lexical = search.search(store_ids, query, max_results=pool, file_ids=file_ids)
+    lexical = search.search(
+        store_ids, query, max_results=max(max_results, TEXT_CANDIDATES), file_ids=file_ids
+    )
     embedder = embeddings.configured()
     vectors.start_backfill()
     try:
@@ -78,49 +79,59 @@ def hybrid_search(
         query_vector = None
     if embedder is None or query_vector is None:
         return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
-    hits = {hit.chunk_id: hit for hit in lexical}
+
     text_score = {hit.chunk_id: hit.score for hit in lexical}
-    cosine = dict(vectors.nearest(store_ids, query_vector, embedder.name, pool))
-    missing = [chunk_id for chunk_id in cosine if chunk_id not in hits]
-    for hit in in_scope(missing, store_ids, file_ids):
-        hits[hit.chunk_id] = hit
+    hits: dict[int, Hit | None] = {hit.chunk_id: hit for hit in lexical}
+    nearest = vectors.nearest(
+        store_ids, query_vector, embedder.name, max(max_results, VECTOR_CANDIDATES)
+    )
+    cosine = dict(nearest)
+    for chunk_id in in_scope([c for c in cosine if c not in hits], store_ids, file_ids):
+        hits[chunk_id] = None  # in scope; its text is read only if it makes the shortlist
     cosine.update(vectors.similarities(list(hits), query_vector, embedder.name))
 
-    rerank = ranker != RERANK_OFF and isinstance(embedder, LocalEmbedder)
-    for chunk_id, hit in hits.items():
+    def first_stage(chunk_id: int) -> float:
         semantic = max(0.0, cosine.get(chunk_id, 0.0))
-        text = TEXT_WEIGHT * text_score.get(chunk_id, 0.0)
-        if rerank:
-            window = best_window(embedder, hit.text, query_vector)
-            hit.score = (semantic + window + text) / (2 + TEXT_WEIGHT)
-        else:
-            hit.score = (semantic + text) / (1 + TEXT_WEIGHT)
-    ranked = sorted(hits.values(), key=lambda hit: (-hit.score, hit.chunk_id))
+        return (semantic + TEXT_WEIGHT * text_score.get(chunk_id, 0.0)) / (1 + TEXT_WEIGHT)
+
+    rerank = ranker != RERANK_OFF and isinstance(embedder, LocalEmbedder)
+    shortlist = sorted(hits, key=lambda chunk_id: (-first_stage(chunk_id), chunk_id))
+    shortlist = shortlist[: max(max_results, RERANKED) if rerank else max_results]
+    read = {
+        chunk_id: Hit(chunk_id, file_id, page, text, 0.0)
+        for chunk_id, file_id, page, text in search.chunk_texts_of(
+            [c for c in shortlist if not hits[c]]
+        )
+    }
+    ranked = [hit for c in shortlist if (hit := hits[c] or read.get(c)) is not None]
+    if isinstance(embedder, LocalEmbedder) and rerank:
+        windows = embedder.best_windows([hit.text for hit in ranked], query_vector)
+        for hit, window in zip(ranked, windows, strict=True):
+            semantic = max(0.0, cosine.get(hit.chunk_id, 0.0))
+            text = TEXT_WEIGHT * text_score.get(hit.chunk_id, 0.0)
+            hit.score = (semantic + max(0.0, window) + text) / (2 + TEXT_WEIGHT)
+    else:
+        for hit in ranked:
+            hit.score = first_stage(hit.chunk_id)
+    ranked.sort(key=lambda hit: (-hit.score, hit.chunk_id))
     kept = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
     name_files(kept)
     return kept
 
 
-def best_window(embedder: LocalEmbedder, text: str, query_vector: np.ndarray[Any, Any]) -> float:
-    windows = embedder.windows(text)
-    if not len(windows):
-        return 0.0
-    return max(0.0, float((windows @ query_vector).max()))
-
-
-def in_scope(chunk_ids: list[int], store_ids: list[str], file_ids: list[str] | None) -> list[Hit]:
-    """Hits for the chunks that belong to completed files of these stores (and these files)."""
+def in_scope(chunk_ids: list[int], store_ids: list[str], file_ids: list[str] | None) -> list[int]:
+    """Those of the chunks that belong to completed files of these stores (and these files)."""
     if not chunk_ids:
         return []
     where, params = search.scope(store_ids, file_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
+            f"""SELECT c.id FROM engine_chunk c
             JOIN engine_vectorstorefile f ON f.id = c.store_file_id
             WHERE c.id IN ({",".join(["%s"] * len(chunk_ids))}) AND {where}""",  # noqa: S608
             [*chunk_ids, *params],
         )
-        return [Hit(chunk_id, file_id, page, text, 0.0) for chunk_id, file_id, page, text in cursor]
+        return [row[0] for row in cursor.fetchall()]
 
 
 def name_files(hits: list[Hit]) -> None:

@@ -7,9 +7,10 @@ database extension, returns the true nearest chunks whatever the store filter, a
 chunk as soon as its transaction commits. It costs memory: 1 KB per chunk per process (100 MB at
 100k chunks of 256 dimensions).
 
-The matrix follows the database. Before each search one indexed query reads the newest vector id
-and the row count: rows with a larger id are loaded, and a count that disagrees (rows deleted, or
-committed out of id order on PostgreSQL) reconciles the set of ids.
+The matrix follows the database. Before each search one query reads the newest vector id, and rows
+with a larger id are loaded. Every few seconds the row count is compared too: a count that
+disagrees (rows deleted, or committed out of id order on PostgreSQL, which a search may then miss
+for those seconds, though full-text still finds them) reconciles the set of ids.
 
 Re-embedding: a chunk whose vector is missing or belongs to another model gets one from the
 background backfill of each process (`start_backfill`), which replaces rows, never edits them.
@@ -35,6 +36,7 @@ from engine.models import Chunk, ChunkVector
 log = logging.getLogger(__name__)
 
 STORED = np.dtype("<f2")  # float16 on disk: half the bytes, ample precision for a cosine
+RECOUNT_SECONDS = 5.0
 BACKFILL_BATCH = 256
 BACKFILL_IDLE_SECONDS = 10.0
 
@@ -83,6 +85,7 @@ class Index:
     store_codes: dict[str, int] = field(default_factory=dict)
     newest_id: int = 0
     live_count: int = 0
+    next_count: float = 0.0  # when the row count is next compared (time.monotonic())
 
     def add(self, chunk_id: int, store_id: str, vector: npt.NDArray[np.float32]) -> None:
         row = self.row_of.get(chunk_id)
@@ -132,18 +135,21 @@ def refreshed(model: str) -> Index:
     with _index_lock:
         index = _indexes.setdefault(model, Index(model))
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT coalesce(max(id), 0), count(*) FROM engine_chunkvector WHERE model = %s",
-                [model],
-            )
-            newest, count = cursor.fetchone()
+            # The newest id of any model: one step down the primary key's index.
+            cursor.execute("SELECT coalesce(max(id), 0) FROM engine_chunkvector")
+            newest = cursor.fetchone()[0]
             if newest > index.newest_id:
                 newer = LOAD_ROWS.format("v.id > %s ORDER BY v.id")
                 cursor.execute(newer, [model, index.newest_id])
                 load(index, cursor.fetchall())
                 index.newest_id = newest
-            if count != index.live_count:
-                reconcile(index, cursor)
+            # Deleted rows cost nothing meanwhile (searches keep only chunks in scope), and
+            # rows committed out of id order are rare: counting every few seconds is enough.
+            if time.monotonic() >= index.next_count:
+                index.next_count = time.monotonic() + RECOUNT_SECONDS
+                cursor.execute("SELECT count(*) FROM engine_chunkvector WHERE model = %s", [model])
+                if cursor.fetchone()[0] != index.live_count:
+                    reconcile(index, cursor)
         return index
 
 

@@ -167,23 +167,44 @@ def _search_sqlite(
         where, params = scope(store_ids, file_ids)
         rank_of = dict(ranked)
         cursor.execute(
-            f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
+            f"""SELECT c.id FROM engine_chunk c
             JOIN engine_vectorstorefile f ON f.id = c.store_file_id
             WHERE c.id IN ({",".join(["%s"] * len(rank_of))}) AND {where}""",  # noqa: S608
             [*rank_of, *params],
         )
-        rows = sorted(cursor.fetchall(), key=lambda row: rank_of[row[0]])
-        if len(rows) < limit and len(ranked) == candidates:
+        ids = sorted((row[0] for row in cursor.fetchall()), key=rank_of.__getitem__)
+        if len(ids) < limit and len(ranked) == candidates:
             rows, rank_of = _search_sqlite_joined(cursor, match, store_ids, candidates, file_ids)
+            ids = [row[0] for row in rows]
         if rare:
             # Every term left is in at most a tenth of the chunks, where FTS5's idf and the
             # positive one differ by under 5% (log 9 against log 10): FTS5's order stands.
-            scores = {row[0]: -rank_of[row[0]] for row in rows}
+            scores = {chunk_id: -rank_of[chunk_id] for chunk_id in ids}
         else:
-            scores = _bm25(cursor, kept, [row[0] for row in rows])
-    # Sorting is stable: equal scores keep FTS5's order.
-    rows = sorted(rows, key=lambda row: -scores[row[0]])[:limit]
+            scores = _bm25(cursor, kept, ids)
+        # Sorting is stable: equal scores keep FTS5's order. Only the kept chunks' text is
+        # read: a thousand candidates' would cost more than ranking.
+        rows = chunk_texts(cursor, sorted(ids, key=lambda chunk_id: -scores[chunk_id])[:limit])
     return [(*row, scores[row[0]] / (1.0 + scores[row[0]])) for row in rows]
+
+
+def chunk_texts_of(chunk_ids: list[int]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        return chunk_texts(cursor, chunk_ids)
+
+
+def chunk_texts(cursor: Any, chunk_ids: list[int]) -> list[tuple[Any, ...]]:
+    """(id, file_id, page, text) of these chunks, in the order given."""
+    if not chunk_ids:
+        return []
+    cursor.execute(
+        "SELECT id, file_id, page, text FROM engine_chunk WHERE id IN ({})".format(  # noqa: S608
+            ",".join(["%s"] * len(chunk_ids))
+        ),
+        chunk_ids,
+    )
+    found = {row[0]: row for row in cursor.fetchall()}
+    return [found[chunk_id] for chunk_id in chunk_ids if chunk_id in found]
 
 
 def _bm25(cursor: Any, terms: list[str], chunk_ids: list[int]) -> dict[int, float]:
