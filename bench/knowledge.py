@@ -163,7 +163,7 @@ def add_chunks(store_id: str | None, filename: str, rows: list[tuple[int, str]])
         with transaction.atomic():  # as ingestion writes them: chunks and vectors together
             Chunk.objects.bulk_create(part)
             if embedded is not None:
-                vectors.save(part, embedded[1], embedded[0])
+                vectors.save(part, embedded)
     return store.id
 
 

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from tokenizers import Tokenizer
 
 Vectors = npt.NDArray[np.float32]
+TokenIds = npt.NDArray[np.uint16]  # the local model's vocabulary has 32,000 tokens
 
 LOCAL_NAME = "local:wordllama-l2-supercat-256-abtt1"
 # Texts embedded per step: bounds the gathered token vectors (texts x tokens x 256 floats).
@@ -64,22 +65,30 @@ class LocalEmbedder:
         self.table = all_but_the_top(table, directions=1)
 
     def embed(self, texts: list[str]) -> Vectors:
-        out = np.zeros((len(texts), self.table.shape[1]), np.float32)
+        return self.embed_tokens(self.tokens(texts))
+
+    def tokens(self, texts: list[str]) -> list[TokenIds]:
+        ids: list[TokenIds] = []
         for start in range(0, len(texts), BATCH):
-            batch = texts[start : start + BATCH]
-            encodings = self.tokenizer.encode_batch(batch, add_special_tokens=False)
-            for offset, encoding in enumerate(encodings):
-                if encoding.ids:
-                    out[start + offset] = self.table[encoding.ids].mean(axis=0)
+            encodings = self.tokenizer.encode_batch(
+                texts[start : start + BATCH], add_special_tokens=False
+            )
+            ids += [np.asarray(encoding.ids, np.uint16) for encoding in encodings]
+        return ids
+
+    def embed_tokens(self, tokens: list[TokenIds]) -> Vectors:
+        out = np.zeros((len(tokens), self.table.shape[1]), np.float32)
+        for row, ids in enumerate(tokens):
+            if len(ids):
+                out[row] = self.table[ids].mean(axis=0)
         return normalised(out)
 
-    def best_windows(self, texts: list[str], query: npt.NDArray[np.float32]) -> list[float]:
-        """Each text's best cosine between the query and one of its windows of about
+    def best_windows(self, tokens: list[TokenIds], query: npt.NDArray[np.float32]) -> list[float]:
+        """Each token sequence's best cosine between the query and one of its windows of
         WINDOW_TOKENS tokens (overlapping by half): for reranking."""
         best = []
-        for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False):
-            ids = encoding.ids
-            if not ids:
+        for ids in tokens:
+            if not len(ids):
                 best.append(0.0)
                 continue
             # Sums of half-window blocks; a window is two neighbouring blocks.

@@ -26,11 +26,14 @@ those chunks.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+import numpy.typing as npt
 from django.db import connection
 
 from engine import embeddings, search, vectors
-from engine.embeddings import LocalEmbedder
+from engine.embeddings import Embedder, LocalEmbedder
 from engine.models import File
 from engine.search import Hit
 
@@ -42,6 +45,10 @@ TEXT_CANDIDATES = 20
 VECTOR_CANDIDATES = 50
 RERANKED = 20
 RERANK_OFF = "none"
+
+# The vector side runs here while the caller's thread runs the full-text side: numpy and the
+# database drivers release the interpreter lock, so the two overlap on a second core.
+_vector_side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="threadline-vectors")
 
 
 def rewrite(query: str) -> str:
@@ -66,26 +73,20 @@ def hybrid_search(
     """The best chunks for `query` among completed files of these stores, best first."""
     if not store_ids or file_ids == [] or not search.query_terms(query):
         return []  # nothing searchable: an empty or one-letter query matches no meaning either
+    embedder = embeddings.configured()
+    vectors.start_backfill()
+    limit = max(max_results, VECTOR_CANDIDATES)
+    pending = _vector_side.submit(nearest, embedder, query, store_ids, limit) if embedder else None
     lexical = search.search(
         store_ids, query, max_results=max(max_results, TEXT_CANDIDATES), file_ids=file_ids
     )
-    embedder = embeddings.configured()
-    vectors.start_backfill()
-    try:
-        query_vector = embedder.embed([query])[0] if embedder is not None else None
-    except Exception:
-        # An embedding API that fails must not take search down: words still find chunks.
-        log.exception("Embedding a search query failed; searching by words only")
-        query_vector = None
+    query_vector, found = pending.result() if pending else (None, [])
     if embedder is None or query_vector is None:
         return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
 
     text_score = {hit.chunk_id: hit.score for hit in lexical}
     hits: dict[int, Hit | None] = {hit.chunk_id: hit for hit in lexical}
-    nearest = vectors.nearest(
-        store_ids, query_vector, embedder.name, max(max_results, VECTOR_CANDIDATES)
-    )
-    cosine = dict(nearest)
+    cosine = dict(found)
     for chunk_id in in_scope([c for c in cosine if c not in hits], store_ids, file_ids):
         hits[chunk_id] = None  # in scope; its text is read only if it makes the shortlist
     cosine.update(vectors.similarities(list(hits), query_vector, embedder.name))
@@ -105,7 +106,11 @@ def hybrid_search(
     }
     ranked = [hit for c in shortlist if (hit := hits[c] or read.get(c)) is not None]
     if isinstance(embedder, LocalEmbedder) and rerank:
-        windows = embedder.best_windows([hit.text for hit in ranked], query_vector)
+        stored = vectors.token_ids([hit.chunk_id for hit in ranked], embedder.name)
+        unstored = [hit for hit in ranked if hit.chunk_id not in stored]
+        for hit, ids in zip(unstored, embedder.tokens([h.text for h in unstored]), strict=True):
+            stored[hit.chunk_id] = ids
+        windows = embedder.best_windows([stored[hit.chunk_id] for hit in ranked], query_vector)
         for hit, window in zip(ranked, windows, strict=True):
             semantic = max(0.0, cosine.get(hit.chunk_id, 0.0))
             text = TEXT_WEIGHT * text_score.get(hit.chunk_id, 0.0)
@@ -117,6 +122,19 @@ def hybrid_search(
     kept = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
     name_files(kept)
     return kept
+
+
+def nearest(
+    embedder: Embedder, query: str, store_ids: list[str], limit: int
+) -> tuple[npt.NDArray[np.float32] | None, list[tuple[int, float]]]:
+    """The query's vector and the chunks nearest it (no vector if the model failed)."""
+    try:
+        query_vector = embedder.embed([query])[0]
+    except Exception:
+        # An embedding API that fails must not take search down: words still find chunks.
+        log.exception("Embedding a search query failed; searching by words only")
+        return None, []
+    return query_vector, vectors.nearest(store_ids, query_vector, embedder.name, limit)
 
 
 def in_scope(chunk_ids: list[int], store_ids: list[str], file_ids: list[str] | None) -> list[int]:

@@ -28,7 +28,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from engine import vectors
-from engine.embeddings import Vectors
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
@@ -176,7 +175,7 @@ def finish(
     chunks: list[TextChunk] | None = None,
     pages: int = 0,
     row: VectorStoreFile | None = None,
-    embedded: tuple[str, Vectors] | None = None,
+    embedded: vectors.Embedded | None = None,
 ) -> None:
     """Write the result if the row is still in progress under this job's claim."""
     chunks = chunks or []
@@ -200,4 +199,4 @@ def finish(
             rows = chunk_rows(pk, chunks, row.vector_store_id, row.file_id)
             Chunk.objects.bulk_create(rows)
             if embedded is not None:
-                vectors.save(rows, embedded[1], model=embedded[0])
+                vectors.save(rows, embedded)
