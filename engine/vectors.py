@@ -106,15 +106,17 @@ def token_ids(chunk_ids: list[int], model: str) -> dict[int, TokenIds]:
     if not chunk_ids:
         return {}
     with connection.cursor() as cursor:
+        # By chunk id alone: with the model in the WHERE clause, SQLite may walk the model's
+        # index (every row) instead of looking up these few.
         listed = ",".join(["%s"] * len(chunk_ids))
         cursor.execute(
-            f"""SELECT chunk_id, tokens FROM engine_chunkvector
-            WHERE model = %s AND tokens IS NOT NULL AND chunk_id IN ({listed})""",  # noqa: S608
-            [model, *chunk_ids],
+            f"SELECT chunk_id, model, tokens FROM engine_chunkvector WHERE chunk_id IN ({listed})",  # noqa: S608
+            chunk_ids,
         )
         return {
             chunk_id: np.frombuffer(bytes(blob), "<u2").astype(np.uint16)
-            for chunk_id, blob in cursor.fetchall()
+            for chunk_id, row_model, blob in cursor.fetchall()
+            if row_model == model and blob is not None
         }
 
 
@@ -241,7 +243,7 @@ def reconcile(index: Index, cursor: Any) -> None:
             LOAD_ROWS.format("v.chunk_id IN ({})".format(",".join(["%s"] * len(part)))),
             [index.model, *part],
         )
-        load(index, cursor.fetchall())
+        load(index, cursor.fetchall())  # few rows: reconciling is rare
 
 
 def nearest(
