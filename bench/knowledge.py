@@ -133,8 +133,8 @@ def add_chunks(store_id: str | None, filename: str, rows: list[tuple[int, str]])
     from django.db import transaction
 
     from engine import vectors
-    from engine.models import Chunk, File, Project, VectorStore, VectorStoreFile
     from engine.knowledge.search import index_text
+    from engine.models import Chunk, File, Project, VectorStore, VectorStoreFile
 
     project = Project.default()
     store = (

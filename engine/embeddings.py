@@ -15,6 +15,7 @@ dot product is the cosine similarity.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,8 @@ import numpy.typing as npt
 from django.conf import settings
 from safetensors import safe_open
 from tokenizers import Tokenizer
+
+from engine.providers import chat_completions
 
 Vectors = npt.NDArray[np.float32]
 TokenIds = npt.NDArray[np.uint16]  # the local model's vocabulary has 32,000 tokens
@@ -52,9 +55,12 @@ class LocalEmbedder:
     name = LOCAL_NAME
 
     def __init__(self) -> None:
-        import wordllama  # only its files are used: its own loader looks for them online
-
-        root = Path(wordllama.__file__).parent
+        # Only wordllama's files are used, found without importing it: its own loader looks for
+        # the tokenizer online.
+        spec = importlib.util.find_spec("wordllama")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("The wordllama package is not installed (pyproject.toml pins it).")
+        root = Path(spec.submodule_search_locations[0])
         self.tokenizer = Tokenizer.from_file(
             str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")
         )
@@ -105,12 +111,10 @@ class ApiEmbedder:
         self.name = f"api:{model}"
 
     def embed(self, texts: list[str]) -> Vectors:
-        from engine.providers import chat_completions as providers  # calls the model API
-
         rows: list[list[float]] = []
         for start in range(0, len(texts), API_BATCH):
             batch = [text[:API_MAX_CHARS] or " " for text in texts[start : start + API_BATCH]]
-            rows += providers.embed(batch, self.model)
+            rows += chat_completions.embed(batch, self.model)
         return normalised(np.asarray(rows, np.float32).reshape(len(texts), -1))
 
 

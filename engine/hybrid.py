@@ -32,10 +32,11 @@ import numpy as np
 import numpy.typing as npt
 from django.db import connection
 
-from engine import embeddings, search, vectors
+from engine import embeddings, vectors
 from engine.embeddings import Embedder, LocalEmbedder
+from engine.knowledge import search
+from engine.knowledge.search import Hit
 from engine.models import File
-from engine.search import Hit
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import model_env, sdk
 from tests.engine.test_extract import make_text_pdf, write_pdf
 from tests.engine.test_vector_stores import upload, wait_until_ingested
 from tests.fake_model import FakeModelServer
-from tests.servers import ROOT, ThreadlineServer
+from tests.servers import ROOT, ThreadlineServer, model_env, sdk
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 TEXT_PDFS = [
