@@ -132,7 +132,7 @@ def add_chunks(store_id: str | None, filename: str, rows: list[tuple[int, str]])
     """Chunks (page, text) of one new file in a store (created when None), with vectors."""
     from django.db import transaction
 
-    from engine import vectors
+    from engine.knowledge import vectors
     from engine.knowledge.search import index_text
     from engine.models import Chunk, File, Project, VectorStore, VectorStoreFile
 
@@ -169,8 +169,7 @@ def add_chunks(store_id: str | None, filename: str, rows: list[tuple[int, str]])
 
 def measure_quality() -> list[list[str]]:
     setup_django(None)
-    from engine import hybrid
-    from engine.knowledge import search
+    from engine.knowledge import hybrid, search
 
     store_id = None
     by_file: dict[str, list[tuple[int, str]]] = {}
@@ -213,8 +212,7 @@ def measure_quality() -> list[list[str]]:
 
 def measure_search(sizes: list[int], database_url: str | None) -> list[list[str]]:
     setup_django(database_url)
-    from engine import hybrid
-    from engine.knowledge import search
+    from engine.knowledge import hybrid, search
 
     asked = [q["q"] for q in questions(CORPUS / "questions.jsonl")]
     asked += [q["q"] for q in questions(PARAPHRASES)]
@@ -259,7 +257,7 @@ def measure_model() -> list[list[str]]:
     texts = [text for _, _, text in corpus_chunks()] * 20
     before = rss()
     started = time.perf_counter()
-    from engine.embeddings import LocalEmbedder
+    from engine.knowledge.embeddings import LocalEmbedder
 
     model = LocalEmbedder()
     loaded = time.perf_counter() - started

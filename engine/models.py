@@ -584,7 +584,7 @@ class Chunk(models.Model):
 
 
 class ChunkVector(models.Model):
-    """A chunk's embedding under one model (engine.embeddings), for semantic search.
+    """A chunk's embedding under one model (engine.knowledge.embeddings), for semantic search.
 
     `vector` holds float16 values, little-endian, unit length. A chunk has at most one; when
     THREADLINE_EMBEDDINGS changes, the background re-embedding replaces it with a new row (a new

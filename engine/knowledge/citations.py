@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine import embeddings
+from engine.knowledge import embeddings
 from engine.knowledge.search import WORD, Hit, query_terms
 from engine.models import RunStep
 

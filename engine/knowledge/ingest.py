@@ -27,7 +27,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine import vectors
+from engine.knowledge import vectors
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages

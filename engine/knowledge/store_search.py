@@ -6,10 +6,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from engine import hybrid
 from engine.api.errors import ApiError
 from engine.api.schemas import ComparisonFilter, CompoundFilter
-from engine.knowledge import search
+from engine.knowledge import hybrid, search
 from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import VectorStore
 

@@ -66,8 +66,8 @@ def compose_answer(searches: list[dict[str, Any]]) -> str:
     results = search.get("results", [])[:PASSAGES]
     if not results:
         return NOTHING_FOUND
-    # Search scores blend similarity and word matches linearly (engine.hybrid): they compare
-    # as ratios.
+    # Search scores blend similarity and word matches linearly (engine.knowledge.hybrid):
+    # they compare as ratios.
     floor = results[0]["score"] * RELATIVE_RELEVANCE
     results = [result for result in results if result["score"] >= floor]
     lines = ["Here is what the documents say:"]

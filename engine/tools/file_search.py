@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine import hybrid
-from engine.knowledge import citations
+from engine.knowledge import citations, hybrid
 from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import Assistant, Run, VectorStore, VectorStoreFile
 from engine.providers.interface import Knowledge, ToolCallRequest

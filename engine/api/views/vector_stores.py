@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 
-from engine import hybrid
 from engine.api.access import get_owned
 from engine.api.bodies import parse
 from engine.api.errors import ApiError
@@ -20,7 +19,7 @@ from engine.api.schemas import (
     SearchVectorStore,
     UpdateVectorStoreFile,
 )
-from engine.knowledge import store_search, stores
+from engine.knowledge import hybrid, store_search, stores
 from engine.knowledge.search import Hit
 from engine.models import FileBatch, Project, VectorStore, VectorStoreFile
 

@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 from django.db import IntegrityError, close_old_connections, connection, transaction
 
-from engine import embeddings
-from engine.embeddings import Embedder, LocalEmbedder, TokenIds, Vectors
+from engine.knowledge import embeddings
+from engine.knowledge.embeddings import Embedder, LocalEmbedder, TokenIds, Vectors
 from engine.models import Chunk, ChunkVector
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Hybrid search: full-text and vector candidates fused into one ranking, scores in 0..1.
 
 Candidates come from two places in the searched stores: the full-text index's best chunks
-(`engine.search`, bm25 mapped into 0..1) and the chunks nearest the query's vector
-(`engine.vectors`). Every candidate then gets both signals, and a blend ranks them:
+(`engine.knowledge.search`, bm25 mapped into 0..1) and the chunks nearest the query's vector
+(`engine.knowledge.vectors`). Every candidate then gets both signals, and a blend ranks them:
 
     first stage:  (cosine + TEXT_WEIGHT * text) / (1 + TEXT_WEIGHT)
     reranked:     (cosine + best window's cosine + TEXT_WEIGHT * text) / (2 + TEXT_WEIGHT)
@@ -32,9 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from django.db import connection
 
-from engine import embeddings, vectors
-from engine.embeddings import Embedder, LocalEmbedder
-from engine.knowledge import search
+from engine.knowledge import embeddings, search, vectors
+from engine.knowledge.embeddings import Embedder, LocalEmbedder
 from engine.knowledge.search import Hit
 from engine.models import File
 

@@ -6,7 +6,7 @@
   (subtract the mean token vector and the top principal direction, which every token shares and
   which otherwise makes unrelated texts look alike). Thousands of chunks a second on one core.
 - `api:<model>`: the configured model API's `/v1/embeddings` (e.g. `api:text-embedding-3-small`,
-  or an Ollama embedding model), through `engine.providers`.
+  or an Ollama embedding model), through `engine.providers.chat_completions`.
 - `off`: no vectors; search is full-text only.
 
 Every vector is float32 and unit length (or all zeros for a text with nothing to embed), so a
