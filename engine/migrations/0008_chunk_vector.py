@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engine", "0006_store_file_chunk_count"),
+        ("engine", "0007_run_status_choices"),
     ]
 
     operations = [
