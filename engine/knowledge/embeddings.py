@@ -158,6 +158,13 @@ def _load(name: str) -> Embedder:
     return ApiEmbedder(name.removeprefix("api:"))
 
 
+def load_in_background() -> None:
+    """Start loading the local model now, on a thread of its own, so that a server's first
+    ingestion or search does not wait the second or so it takes."""
+    if configured_name() == LOCAL_NAME:
+        threading.Thread(target=configured, name="threadline-embeddings", daemon=True).start()
+
+
 def configured() -> Embedder | None:
     """The process's embedding model, loaded on first use; None when embeddings are off."""
     name = configured_name()
