@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engine", "0007_run_status_choices"),
+        ("engine", "0008_api_key_rate_limit"),
     ]
 
     operations = [
