@@ -159,7 +159,7 @@ def test_model_api_calls_file_search_and_its_answer_is_cited(
     model_server.script(
         model,
         [
-            Reply(tool_calls=[ToolCall("file_search", '{"query": "Toponymy Model author"}')]),
+            Reply(tool_calls=[ToolCall("file_search", '{"query": "Toponymy Model authors"}')]),
             Reply("The Toponymy Model has named authors 【0:0†source】."),
         ],
     )
