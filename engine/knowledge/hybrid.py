@@ -1,26 +1,28 @@
 """Hybrid search: full-text and vector candidates fused into one ranking, scores in 0..1.
 
 Candidates come from two places in the searched stores: the full-text index's best chunks
-(`engine.knowledge.search`, bm25 mapped into 0..1) and the chunks nearest the query's vector
-(`engine.knowledge.vectors`). Every candidate then gets both signals, and a blend ranks them:
+(`engine.knowledge.search`) and the chunks nearest the query's vector (`engine.knowledge.vectors`).
+Each candidate is then scored by meaning, with words as a bonus:
 
-    first stage:  (cosine + TEXT_WEIGHT * text) / (1 + TEXT_WEIGHT)
-    reranked:     (cosine + best window's cosine + TEXT_WEIGHT * text) / (2 + TEXT_WEIGHT)
+    meaning:  WHOLE_WEIGHT * cosine of the chunk + (1 - WHOLE_WEIGHT) * its best sentence's cosine
+    score:    (meaning + ALL_TERMS_BONUS * [the chunk holds every word of the query]) / (1 + bonus)
 
-(cosines below zero count as zero). A blend keeps a score's meaning, so `score_threshold` means
-the same for every query; rank fusion (RRF) would not, and measured worse on paraphrased
-questions: full-text ranks carry little signal when a question shares no words with its page.
-The semantic side weighs most for the same reason; the text side still lifts the chunk that
-holds a rare word of the query, which a static embedding model barely tells apart.
+(a cosine below zero counts as zero). Meaning leads because a paraphrase shares few words with
+its page: blending in bm25 scores, or fusing ranks (RRF), measured worse on paraphrased
+questions (bench/knowledge.py), as full-text ranks among chunks that share only a common word
+with the question are noise. Words still decide where they are unambiguous: a chunk holding
+every informative word of a query of two or more (the name of a thing and what is asked about
+it) gets the bonus, which is what keyword questions need when a static embedding model barely
+tells a rare name from its neighbours ("Toponymy Model authors" finds the page listing the
+Toponymy Model's authors, not the UML page of a similar package).
 
-The reranker (`ranker` auto or a dated ranker; `none` turns it off) scores the candidates' best
-64-token window against the query: a chunk's vector is the mean of up to 800 tokens, so an answer
-held in one paragraph of a long chunk is diluted. Windows are computed from the chunks' text at
-query time (local model only; an API model's vectors are compared whole).
+The sentence part (`ranker` auto or a dated ranker; `none` turns it off) is computed from the
+stored token ids of the best candidates at query time (local model only; an API model's vectors
+are compared whole): a chunk's vector is the mean of up to 800 tokens, so an answer held in one
+sentence of a long chunk is diluted.
 
 With embeddings off, or for chunks not embedded yet under the current model (while a changed
-THREADLINE_EMBEDDINGS re-embeds in the background), search is full-text: text-only scores for
-those chunks.
+THREADLINE_EMBEDDINGS re-embeds in the background), the full-text score stands in for meaning.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from engine.models import File
 
 log = logging.getLogger(__name__)
 
-TEXT_WEIGHT = 0.5
-# Candidates taken from each side before blending, and how many of the best the reranker sees.
+# Tuned on half of tests/data/paraphrase_questions.jsonl, checked on the other half.
+WHOLE_WEIGHT = 0.7
+ALL_TERMS_BONUS = 0.1
+# Candidates taken from each side, and how many of the best by meaning the reranker sees.
 TEXT_CANDIDATES = 20
 VECTOR_CANDIDATES = 50
 RERANKED = 20
@@ -91,13 +95,18 @@ def hybrid_search(
         hits[chunk_id] = None  # in scope; its text is read only if it makes the shortlist
     cosine.update(vectors.similarities(list(hits), query_vector, embedder.name))
 
-    def first_stage(chunk_id: int) -> float:
-        semantic = max(0.0, cosine.get(chunk_id, 0.0))
-        return (semantic + TEXT_WEIGHT * text_score.get(chunk_id, 0.0)) / (1 + TEXT_WEIGHT)
+    def whole(chunk_id: int) -> float:
+        """The chunk's meaning by its vector, or by words while it has none."""
+        if chunk_id in cosine:
+            return max(0.0, cosine[chunk_id])
+        return text_score.get(chunk_id, 0.0)
 
     rerank = ranker != RERANK_OFF and isinstance(embedder, LocalEmbedder)
-    shortlist = sorted(hits, key=lambda chunk_id: (-first_stage(chunk_id), chunk_id))
-    shortlist = shortlist[: max(max_results, RERANKED) if rerank else max_results]
+    by_meaning = sorted(hits, key=lambda chunk_id: (-whole(chunk_id), chunk_id))
+    # Every full-text candidate stays in: one holding all the query's words may be far by meaning.
+    shortlist = list(
+        dict.fromkeys([*by_meaning[: max(max_results, RERANKED)], *(h.chunk_id for h in lexical)])
+    )
     read = {
         chunk_id: Hit(chunk_id, file_id, page, text, 0.0)
         for chunk_id, file_id, page, text in search.chunk_texts_of(
@@ -105,23 +114,46 @@ def hybrid_search(
         )
     }
     ranked = [hit for c in shortlist if (hit := hits[c] or read.get(c)) is not None]
+    meaning = {hit.chunk_id: whole(hit.chunk_id) for hit in ranked}
     if isinstance(embedder, LocalEmbedder) and rerank:
-        stored = vectors.token_ids([hit.chunk_id for hit in ranked], embedder.name)
-        unstored = [hit for hit in ranked if hit.chunk_id not in stored]
+        embedded = [hit for hit in ranked if hit.chunk_id in cosine]
+        stored = vectors.token_ids([hit.chunk_id for hit in embedded], embedder.name)
+        unstored = [hit for hit in embedded if hit.chunk_id not in stored]
         for hit, ids in zip(unstored, embedder.tokens([h.text for h in unstored]), strict=True):
             stored[hit.chunk_id] = ids
-        windows = embedder.best_windows([stored[hit.chunk_id] for hit in ranked], query_vector)
-        for hit, window in zip(ranked, windows, strict=True):
-            semantic = max(0.0, cosine.get(hit.chunk_id, 0.0))
-            text = TEXT_WEIGHT * text_score.get(hit.chunk_id, 0.0)
-            hit.score = (semantic + max(0.0, window) + text) / (2 + TEXT_WEIGHT)
-    else:
-        for hit in ranked:
-            hit.score = first_stage(hit.chunk_id)
+        sentences = embedder.best_sentences([stored[h.chunk_id] for h in embedded], query_vector)
+        for hit, sentence in zip(embedded, sentences, strict=True):
+            meaning[hit.chunk_id] = WHOLE_WEIGHT * meaning[hit.chunk_id] + (1 - WHOLE_WEIGHT) * max(
+                0.0, sentence
+            )
+    terms = search.query_terms(query)
+    for hit in ranked:
+        bonus = ALL_TERMS_BONUS if holds_every_term(hit.text, terms) else 0.0
+        hit.score = (meaning[hit.chunk_id] + bonus) / (1 + ALL_TERMS_BONUS)
     ranked.sort(key=lambda hit: (-hit.score, hit.chunk_id))
     kept = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
     name_files(kept)
     return kept
+
+
+def holds_every_term(text: str, terms: list[str]) -> bool:
+    """Whether the text holds each of two or more query terms, matched as full-text search
+    matches them (longer words by prefix, character pairs of unspaced scripts as written)."""
+    if len(terms) < 2:
+        return False
+    words = set(search.WORD.findall(text.lower()))
+    for term in terms:
+        if " " in term:  # two adjacent characters of a script written without spaces
+            if term.replace(" ", "") not in text:
+                return False
+            continue
+        root = search.stem(term)
+        if root != term or len(term) >= search.PREFIX_CHARS:
+            if not any(word.startswith(root) for word in words):
+                return False
+        elif root not in words:
+            return False
+    return True
 
 
 def nearest(

@@ -31,6 +31,8 @@ DENSE_CHAR = re.compile(f"([{DENSE_SCRIPTS}])")
 DENSE_RUN = re.compile(f"[{DENSE_SCRIPTS}]+")
 WORD = re.compile(r"\w+")
 SUFFIXES = ("ing", "es", "ed", "s")
+# Words this long (or stemmed) match by prefix.
+PREFIX_CHARS = 6
 # BM25's k1 as FTS5 sets it: a term's tf-part, tf * (k1 + 1) / (tf + k1 * ...), stays below k1 + 1.
 K1 = 1.2
 # FTS5's bm25() floors an idf at or below zero to this.
@@ -82,7 +84,7 @@ def fts5_query(terms: list[str]) -> str:
     for term in terms:
         root = stem(term)
         quoted = '"' + root.replace('"', '""') + '"'
-        parts.append(quoted + "*" if root != term or len(term) >= 6 else quoted)
+        parts.append(quoted + "*" if root != term or len(term) >= PREFIX_CHARS else quoted)
     return " OR ".join(parts)
 
 
@@ -94,7 +96,7 @@ def term_tsquery(term: str) -> str:
         return "(" + " <-> ".join(words) + ")"
     if not words:
         return ""
-    return words[0] + (":*" if root != term or len(term) >= 6 else "")
+    return words[0] + (":*" if root != term or len(term) >= PREFIX_CHARS else "")
 
 
 @dataclass
