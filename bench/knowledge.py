@@ -200,8 +200,8 @@ def measure_quality() -> list[list[str]]:
     def words_only(query: str) -> list[Any]:
         return search.search([store_id], query, max_results=5)
 
-    def hybrid_with(ranker: str) -> Any:
-        return lambda query: hybrid.hybrid_search([store_id], query, max_results=5, ranker=ranker)
+    def both(query: str) -> list[Any]:
+        return hybrid.hybrid_search([store_id], query, max_results=5)
 
     paraphrases = questions(PARAPHRASES)
     sets = (
@@ -214,7 +214,7 @@ def measure_quality() -> list[list[str]]:
     rows = []
     for label, asked in sets:
         cells = []
-        for run in (words_only, hybrid_with("none"), hybrid_with("auto")):
+        for run in (words_only, both):
             found, total = rate(asked, run)
             cells.append(f"{found}/{total} = {found / total:.0%}")
         rows.append([f"hit@5, {label}", *cells])
@@ -240,8 +240,7 @@ def measure_search(sizes: list[int], database_url: str | None) -> list[list[str]
         cells = []
         for run in (
             lambda q: search.search([store_id], q, max_results=10),
-            lambda q: hybrid.hybrid_search([store_id], q, max_results=10, ranker="none"),
-            lambda q: hybrid.hybrid_search([store_id], q, max_results=10, ranker="auto"),
+            lambda q: hybrid.hybrid_search([store_id], q, max_results=10),
         ):
             run(asked[0])  # the first search loads the process's vector index
             timings = []
@@ -315,7 +314,7 @@ def main() -> None:
 
     quick = "--quick" in sys.argv
     print("Knowledge benchmark. NOISY MACHINE: 2 shared cores; read figures as rough.\n")
-    print(table(["retrieval", "full-text only", "hybrid, ranker none", "hybrid, auto"],
+    print(table(["retrieval", "full-text only", "hybrid"],
                 in_child("quality")))  # fmt: skip
     print("Targets: paraphrase hit@5 >= 90%; keyword questions 100%.\n")
 
@@ -329,7 +328,7 @@ def main() -> None:
     print("Target: >= 50 text pages/s with embeddings.\n")
 
     sizes = "10000" if quick else "10000,100000"
-    header = ["search", "full-text only", "hybrid, ranker none", "hybrid, auto"]
+    header = ["search", "full-text only", "hybrid"]
     print(table(["SQLite " + header[0], *header[1:]], in_child("search", sizes)))
     postgres = os.environ.get("THREADLINE_BENCH_POSTGRES") or os.environ.get(
         "THREADLINE_TEST_POSTGRES"

@@ -594,8 +594,6 @@ class ChunkVector(models.Model):
     chunk = models.OneToOneField(Chunk, on_delete=models.CASCADE, related_name="vector")
     model = models.CharField(max_length=200, db_index=True)
     vector = models.BinaryField()
-    # The local model's token ids (uint16, little-endian), so reranking need not tokenize again.
-    tokens = models.BinaryField(null=True)
 
     def __str__(self) -> str:
         return f"{self.chunk_id} ({self.model})"

@@ -35,11 +35,6 @@ TokenIds = npt.NDArray[np.uint16]  # the local model's vocabulary has 32,000 tok
 LOCAL_NAME = "local:wordllama-l2-supercat-256-abtt1"
 # Texts embedded per step: bounds the gathered token vectors (texts x tokens x 256 floats).
 BATCH = 32
-# Sentences for reranking, cut at the tokens that end one (. ! ? ; : or a line break): a piece
-# shorter than SENTENCE_MIN_TOKENS joins the next, one longer than SENTENCE_MAX_TOKENS is cut.
-SENTENCE_MIN_TOKENS = 8
-SENTENCE_MAX_TOKENS = 64
-SENTENCE_ENDS = (".", "!", "?", ";", ":")
 # An API embedding request carries at most this many texts, each cut to this many characters.
 API_BATCH = 64
 API_MAX_CHARS = 24_000
@@ -71,10 +66,6 @@ class LocalEmbedder:
         with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), "np") as weights:
             table = weights.get_tensor("embedding.weight").astype(np.float32)
         self.table = all_but_the_top(table, directions=1)
-        self.ends_sentence = np.zeros(len(self.table), np.bool_)
-        for piece, token_id in self.tokenizer.get_vocab().items():
-            if piece == "<0x0A>" or piece.rstrip("\u2581").endswith(SENTENCE_ENDS):
-                self.ends_sentence[token_id] = True
 
     def embed(self, texts: list[str]) -> Vectors:
         return self.embed_tokens(self.tokens(texts))
@@ -94,41 +85,6 @@ class LocalEmbedder:
             if len(ids):
                 out[row] = self.table[ids].mean(axis=0)
         return normalised(out)
-
-    def best_sentences(self, tokens: list[TokenIds], query: npt.NDArray[np.float32]) -> list[float]:
-        """Each token sequence's best cosine between the query and one of its sentences: for
-        reranking, as a chunk's vector is the mean of up to 800 tokens and an answer held in
-        one sentence is diluted in it."""
-        best = []
-        for ids in tokens:
-            if not len(ids):
-                best.append(0.0)
-                continue
-            cuts = sentence_cuts(self.ends_sentence[ids])
-            sums = np.concatenate([np.zeros((1, self.table.shape[1]), np.float32), self.table[ids]])
-            sums = np.cumsum(sums, axis=0)
-            sentences = sums[cuts[1:]] - sums[cuts[:-1]]
-            best.append(float((normalised(sentences) @ query).max()))
-        return best
-
-
-def sentence_cuts(ends: npt.NDArray[np.bool_]) -> list[int]:
-    """Where a token sequence is cut into sentences, given which of its tokens end one: the
-    offsets from 0 to its length."""
-    length = len(ends)
-    cuts = [0]
-    for end in (np.flatnonzero(ends) + 1).tolist():
-        while end - cuts[-1] > SENTENCE_MAX_TOKENS:
-            cuts.append(cuts[-1] + SENTENCE_MAX_TOKENS)
-        if end - cuts[-1] >= SENTENCE_MIN_TOKENS:
-            cuts.append(end)
-    while length - cuts[-1] > SENTENCE_MAX_TOKENS:
-        cuts.append(cuts[-1] + SENTENCE_MAX_TOKENS)
-    if length - cuts[-1] >= SENTENCE_MIN_TOKENS or len(cuts) == 1:
-        cuts.append(length)
-    else:
-        cuts[-1] = length  # a short tail joins the sentence before it
-    return cuts
 
 
 class ApiEmbedder:

@@ -4,8 +4,7 @@ Candidates come from two places in the searched stores: the full-text index's be
 (`engine.knowledge.search`) and the chunks nearest the query's vector (`engine.knowledge.vectors`).
 Each candidate is then scored by meaning, with words as a bonus:
 
-    meaning:  WHOLE_WEIGHT * cosine of the chunk + (1 - WHOLE_WEIGHT) * its best sentence's cosine
-    score:    (meaning + ALL_TERMS_BONUS * [the chunk holds every word of the query]) / (1 + bonus)
+    score = (cosine + ALL_TERMS_BONUS * [the chunk holds every word of the query]) / (1 + bonus)
 
 (a cosine below zero counts as zero). Meaning leads because a paraphrase shares few words with
 its page: blending in bm25 scores, or fusing ranks (RRF), measured worse on paraphrased
@@ -16,10 +15,11 @@ it) gets the bonus, which is what keyword questions need when a static embedding
 tells a rare name from its neighbours ("Toponymy Model authors" finds the page listing the
 Toponymy Model's authors, not the UML page of a similar package).
 
-The sentence part (`ranker` auto or a dated ranker; `none` turns it off) is computed from the
-stored token ids of the best candidates at query time (local model only; an API model's vectors
-are compared whole): a chunk's vector is the mean of up to 800 tokens, so an answer held in one
-sentence of a long chunk is diluted.
+Scoring each sentence of a chunk and counting its best one (max-sim), beside or instead of the
+chunk's one vector, ranked better on the half of the paraphrase set it was tuned on and worse on
+the held-out half and on questions written afterwards; it is left out. So every `ranker` of
+`ranking_options` ranks alike (the spec's rankers name OpenAI's models): the fusion is the
+reranking.
 
 With embeddings off, or for chunks not embedded yet under the current model (while a changed
 THREADLINE_EMBEDDINGS re-embeds in the background), the full-text score stands in for meaning.
@@ -35,20 +35,18 @@ import numpy.typing as npt
 from django.db import connection
 
 from engine.knowledge import embeddings, search, vectors
-from engine.knowledge.embeddings import Embedder, LocalEmbedder
+from engine.knowledge.embeddings import Embedder
 from engine.knowledge.search import Hit
 from engine.models import File
 
 log = logging.getLogger(__name__)
 
 # Tuned on half of tests/data/paraphrase_questions.jsonl, checked on the other half.
-WHOLE_WEIGHT = 0.7
 ALL_TERMS_BONUS = 0.1
-# Candidates taken from each side, and how many of the best by meaning the reranker sees.
+# Candidates taken from each side; the best by meaning whose text is read to score them.
 TEXT_CANDIDATES = 20
 VECTOR_CANDIDATES = 50
-RERANKED = 20
-RERANK_OFF = "none"
+SHORTLIST = 20
 
 # The vector side runs here while the caller's thread runs the full-text side: numpy and the
 # database drivers release the interpreter lock, so the two overlap on a second core.
@@ -72,7 +70,6 @@ def hybrid_search(
     max_results: int = 10,
     score_threshold: float = 0.0,
     file_ids: list[str] | None = None,
-    ranker: str = "auto",
 ) -> list[Hit]:
     """The best chunks for `query` among completed files of these stores, best first."""
     if not store_ids or file_ids == [] or not search.query_terms(query):
@@ -101,11 +98,10 @@ def hybrid_search(
             return max(0.0, cosine[chunk_id])
         return text_score.get(chunk_id, 0.0)
 
-    rerank = ranker != RERANK_OFF and isinstance(embedder, LocalEmbedder)
     by_meaning = sorted(hits, key=lambda chunk_id: (-whole(chunk_id), chunk_id))
     # Every full-text candidate stays in: one holding all the query's words may be far by meaning.
     shortlist = list(
-        dict.fromkeys([*by_meaning[: max(max_results, RERANKED)], *(h.chunk_id for h in lexical)])
+        dict.fromkeys([*by_meaning[: max(max_results, SHORTLIST)], *(h.chunk_id for h in lexical)])
     )
     read = {
         chunk_id: Hit(chunk_id, file_id, page, text, 0.0)
@@ -114,22 +110,10 @@ def hybrid_search(
         )
     }
     ranked = [hit for c in shortlist if (hit := hits[c] or read.get(c)) is not None]
-    meaning = {hit.chunk_id: whole(hit.chunk_id) for hit in ranked}
-    if isinstance(embedder, LocalEmbedder) and rerank:
-        embedded = [hit for hit in ranked if hit.chunk_id in cosine]
-        stored = vectors.token_ids([hit.chunk_id for hit in embedded], embedder.name)
-        unstored = [hit for hit in embedded if hit.chunk_id not in stored]
-        for hit, ids in zip(unstored, embedder.tokens([h.text for h in unstored]), strict=True):
-            stored[hit.chunk_id] = ids
-        sentences = embedder.best_sentences([stored[h.chunk_id] for h in embedded], query_vector)
-        for hit, sentence in zip(embedded, sentences, strict=True):
-            meaning[hit.chunk_id] = WHOLE_WEIGHT * meaning[hit.chunk_id] + (1 - WHOLE_WEIGHT) * max(
-                0.0, sentence
-            )
     terms = search.query_terms(query)
     for hit in ranked:
         bonus = ALL_TERMS_BONUS if holds_every_term(hit.text, terms) else 0.0
-        hit.score = (meaning[hit.chunk_id] + bonus) / (1 + ALL_TERMS_BONUS)
+        hit.score = (whole(hit.chunk_id) + bonus) / (1 + ALL_TERMS_BONUS)
     ranked.sort(key=lambda hit: (-hit.score, hit.chunk_id))
     kept = [hit for hit in ranked if hit.score >= score_threshold][:max_results]
     name_files(kept)

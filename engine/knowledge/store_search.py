@@ -20,7 +20,6 @@ def search_store(
     max_results: int,
     score_threshold: float,
     filters: ComparisonFilter | CompoundFilter | None,
-    ranker: str = "auto",
 ) -> list[search.Hit]:
     """The best chunks for any of the queries, best first, each with its file's attributes."""
     if is_expired(store):
@@ -35,7 +34,6 @@ def search_store(
             max_results=max_results,
             score_threshold=score_threshold,
             file_ids=file_ids,
-            ranker=ranker,
         ):
             if hit.chunk_id not in best or hit.score > best[hit.chunk_id].score:
                 best[hit.chunk_id] = hit

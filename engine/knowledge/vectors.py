@@ -30,7 +30,7 @@ import numpy.typing as npt
 from django.db import IntegrityError, close_old_connections, connection, transaction
 
 from engine.knowledge import embeddings
-from engine.knowledge.embeddings import Embedder, LocalEmbedder, TokenIds, Vectors
+from engine.knowledge.embeddings import Embedder, Vectors
 from engine.models import Chunk, ChunkVector
 
 log = logging.getLogger(__name__)
@@ -55,31 +55,19 @@ def to_bytes(vector: npt.NDArray[np.float32]) -> bytes:
 
 @dataclass
 class Embedded:
-    """New chunks' vectors under `model`, and their token ids when the model is local."""
+    """New chunks' vectors under `model`."""
 
     model: str
     vectors: Vectors
-    tokens: list[TokenIds] | None = None
 
     def rows(self, chunk_ids: list[int]) -> list[ChunkVector]:
-        tokens: list[TokenIds | None] = (
-            list(self.tokens) if self.tokens is not None else [None] * len(chunk_ids)
-        )
         return [
-            ChunkVector(
-                chunk_id=chunk_id,
-                model=self.model,
-                vector=to_bytes(vector),
-                tokens=None if ids is None else ids.astype("<u2").tobytes(),
-            )
-            for chunk_id, vector, ids in zip(chunk_ids, self.vectors, tokens, strict=True)
+            ChunkVector(chunk_id=chunk_id, model=self.model, vector=to_bytes(vector))
+            for chunk_id, vector in zip(chunk_ids, self.vectors, strict=True)
         ]
 
 
 def embed(embedder: Embedder, texts: list[str]) -> Embedded:
-    if isinstance(embedder, LocalEmbedder):
-        tokens = embedder.tokens(texts)
-        return Embedded(embedder.name, embedder.embed_tokens(tokens), tokens)
     return Embedded(embedder.name, embedder.embed(texts))
 
 
@@ -99,25 +87,6 @@ def embed_for_ingestion(texts: list[str]) -> Embedded | None:
     except Exception:
         log.exception("Embedding %s chunks failed; the backfill will try again", len(texts))
         return None
-
-
-def token_ids(chunk_ids: list[int], model: str) -> dict[int, TokenIds]:
-    """The stored token ids of these chunks under `model` (the local model stores them)."""
-    if not chunk_ids:
-        return {}
-    with connection.cursor() as cursor:
-        # By chunk id alone: with the model in the WHERE clause, SQLite may walk the model's
-        # index (every row) instead of looking up these few.
-        listed = ",".join(["%s"] * len(chunk_ids))
-        cursor.execute(
-            f"SELECT chunk_id, model, tokens FROM engine_chunkvector WHERE chunk_id IN ({listed})",  # noqa: S608
-            chunk_ids,
-        )
-        return {
-            chunk_id: np.frombuffer(bytes(blob), "<u2").astype(np.uint16)
-            for chunk_id, row_model, blob in cursor.fetchall()
-            if row_model == model and blob is not None
-        }
 
 
 # --- The in-memory index ----------------------------------------------------------------------

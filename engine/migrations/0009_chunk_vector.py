@@ -21,7 +21,6 @@ class Migration(migrations.Migration):
                 ),
                 ("model", models.CharField(db_index=True, max_length=200)),
                 ("vector", models.BinaryField()),
-                ("tokens", models.BinaryField(null=True)),
                 (
                     "chunk",
                     models.OneToOneField(

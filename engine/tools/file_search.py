@@ -50,14 +50,9 @@ def run_searches(run: Run, searches: list[dict[str, Any]]) -> None:
     """Execute the model's file_search calls over the assistant's and thread's stores."""
     store_ids = search_scope(run)
     max_results, threshold = search_settings(run.tools)
-    ranker = search_ranker(run.tools)
     for call in searches:
         hits = hybrid.hybrid_search(
-            store_ids,
-            call["query"],
-            max_results=max_results,
-            score_threshold=threshold,
-            ranker=ranker,
+            store_ids, call["query"], max_results=max_results, score_threshold=threshold
         )
         call["ranking_options"] = {"ranker": "default_2024_08_21", "score_threshold": threshold}
         call["results"] = [citations.result_entry(hit) for hit in hits]
@@ -100,11 +95,3 @@ def search_settings(tools: list[dict[str, Any]]) -> tuple[int, float]:
                 ranking.get("score_threshold") or 0.0,
             )
     return DEFAULT_SEARCH_RESULTS, 0.0
-
-
-def search_ranker(tools: list[dict[str, Any]]) -> str:
-    for tool in tools:
-        if tool["type"] == NAME:
-            ranking = (tool.get(NAME) or {}).get("ranking_options") or {}
-            return str(ranking.get("ranker") or "auto")
-    return "auto"

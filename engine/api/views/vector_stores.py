@@ -95,7 +95,6 @@ def search_vector_store(
         max_results=body.max_num_results,
         score_threshold=ranking.score_threshold if ranking else 0.0,
         filters=body.filters,
-        ranker=ranking.ranker if ranking else "auto",
     )
     return {
         "object": "vector_store.search_results.page",
