@@ -42,7 +42,7 @@ from engine.models import File
 log = logging.getLogger(__name__)
 
 # Tuned on half of tests/data/paraphrase_questions.jsonl, checked on the other half.
-ALL_TERMS_BONUS = 0.1
+ALL_TERMS_BONUS = 0.25
 # Candidates taken from each side; the best by meaning whose text is read to score them.
 TEXT_CANDIDATES = 20
 VECTOR_CANDIDATES = 50
