@@ -60,6 +60,10 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def is_heading(quote: str) -> bool:
+    return len(quote) < citations.HEADING_CHARS and not citations.ENDS_SENTENCE.search(quote)
+
+
 def compose_answer(searches: list[dict[str, Any]]) -> str:
     call = len(searches) - 1
     search = searches[call]
@@ -70,10 +74,17 @@ def compose_answer(searches: list[dict[str, Any]]) -> str:
     # they compare as ratios.
     floor = results[0]["score"] * RELATIVE_RELEVANCE
     results = [result for result in results if result["score"] >= floor]
+    quotes = [
+        citations.excerpt(result["content"][0]["text"], search.get("query", ""))
+        for result in results
+    ]
+    # A passage whose best words are a heading ("3.1 LRS model") can be close in meaning to a
+    # question yet says nothing about it: where another passage quotes a sentence, it is left out.
+    if any(citations.ENDS_SENTENCE.search(quote) for quote in quotes):
+        quotes = ["" if is_heading(quote) else quote for quote in quotes]
     lines = ["Here is what the documents say:"]
     quoted: set[str] = set()
-    for rank, result in enumerate(results):
-        quote = citations.excerpt(result["content"][0]["text"], search.get("query", ""))
+    for rank, (result, quote) in enumerate(zip(results, quotes, strict=True)):
         if not quote or quote in quoted:
             continue  # overlapping chunks can hold the same best sentences
         quoted.add(quote)
