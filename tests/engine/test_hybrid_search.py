@@ -30,6 +30,7 @@ TEXT_PDFS = [
     "two-different-pages.pdf",
 ]
 PARAPHRASES = ROOT / "tests" / "data" / "paraphrase_questions.jsonl"
+NEW_PARAPHRASES = ROOT / "tests" / "data" / "paraphrase_questions_new.jsonl"
 KEYWORDS = CORPUS / "questions.jsonl"
 
 
@@ -104,9 +105,17 @@ def test_paraphrased_questions_hit_at_5_well_above_full_text(
     hybrid, misses = hit_rate(client, corpus, PARAPHRASES)
     words_only, _ = hit_rate(full_text_only, corpus_store(full_text_only), PARAPHRASES)
     print(f"\nparaphrase hit@5: hybrid {hybrid:.0%}, full-text only {words_only:.0%}")
-    # Measured 73% against 38% (bench/knowledge.py); the floor catches a regression.
-    assert hybrid >= 0.65, f"missed: {misses}"
-    assert hybrid >= words_only + 0.25
+    # Measured 78% against 38% (bench/knowledge.py); the floor catches a regression.
+    assert hybrid >= 0.7, f"missed: {misses}"
+    assert hybrid >= words_only + 0.3
+
+
+def test_paraphrased_questions_written_after_tuning_are_found_as_well(
+    client: openai.OpenAI, corpus: str
+) -> None:
+    rate, misses = hit_rate(client, corpus, NEW_PARAPHRASES)
+    # Measured 84% (bench/knowledge.py): questions the ranking was never tuned on.
+    assert rate >= 0.7, f"missed: {misses}"
 
 
 @pytest.mark.parametrize("ranker", ["auto", "none"])
