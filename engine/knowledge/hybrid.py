@@ -27,7 +27,9 @@ THREADLINE_EMBEDDINGS re-embeds in the background), the full-text score stands i
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -43,8 +45,8 @@ log = logging.getLogger(__name__)
 
 # Tuned on half of tests/data/paraphrase_questions.jsonl, checked on the other half.
 ALL_TERMS_BONUS = 0.25
-# Candidates taken from each side; the best by meaning whose text is read to score them.
-TEXT_CANDIDATES = 20
+# Candidates taken from the vector side (the full-text side gives as many as asked for); the
+# best by meaning whose text is read to score them.
 VECTOR_CANDIDATES = 50
 SHORTLIST = 20
 
@@ -78,9 +80,7 @@ def hybrid_search(
     vectors.start_backfill()
     limit = max(max_results, VECTOR_CANDIDATES)
     pending = _vector_side.submit(nearest, embedder, query, store_ids, limit) if embedder else None
-    lexical = search.search(
-        store_ids, query, max_results=max(max_results, TEXT_CANDIDATES), file_ids=file_ids
-    )
+    lexical = search.search(store_ids, query, max_results=max_results, file_ids=file_ids)
     query_vector, found = pending.result() if pending else (None, [])
     if embedder is None or query_vector is None:
         return [hit for hit in lexical if hit.score >= score_threshold][:max_results]
@@ -125,19 +125,17 @@ def holds_every_term(text: str, terms: list[str]) -> bool:
     matches them (longer words by prefix, character pairs of unspaced scripts as written)."""
     if len(terms) < 2:
         return False
-    words = set(search.WORD.findall(text.lower()))
-    for term in terms:
-        if " " in term:  # two adjacent characters of a script written without spaces
-            if term.replace(" ", "") not in text:
-                return False
-            continue
-        root = search.stem(term)
-        if root != term or len(term) >= search.PREFIX_CHARS:
-            if not any(word.startswith(root) for word in words):
-                return False
-        elif root not in words:
-            return False
-    return True
+    lowered = text.lower()
+    return all(term_pattern(term).search(lowered) for term in terms)
+
+
+@functools.lru_cache(maxsize=1024)
+def term_pattern(term: str) -> re.Pattern[str]:
+    if " " in term:  # two adjacent characters of a script written without spaces
+        return re.compile(re.escape(term.replace(" ", "")))
+    root = search.stem(term)
+    prefix = root != term or len(term) >= search.PREFIX_CHARS
+    return re.compile(r"(?<!\w)" + re.escape(root) + ("" if prefix else r"(?!\w)"))
 
 
 def nearest(
@@ -169,8 +167,10 @@ def in_scope(chunk_ids: list[int], store_ids: list[str], file_ids: list[str] | N
 
 
 def name_files(hits: list[Hit]) -> None:
-    names = dict(
-        File.objects.filter(pk__in={hit.file_id for hit in hits}).values_list("pk", "filename")
-    )
+    """Name the files of the hits found by vector alone (full-text hits come named)."""
+    unnamed = {hit.file_id for hit in hits if not hit.filename}
+    if not unnamed:
+        return
+    names = dict(File.objects.filter(pk__in=unnamed).values_list("pk", "filename"))
     for hit in hits:
-        hit.filename = names.get(hit.file_id, "")
+        hit.filename = hit.filename or names.get(hit.file_id, "")
