@@ -84,6 +84,6 @@ bench: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 # migrating fresh databases at once outran a small machine's disk.
 # The sandbox's own tests use no database: they run once, in `make test`.
 PG_SKIP := $(addprefix --ignore=tests/engine/code_interpreter/,test_sandbox_isolation.py test_sandbox_limits.py test_sessions.py)
-test-postgres: $(VENV)/.installed
+test-postgres: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
 	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PG_SKIP) $(PYTEST_ARGS)
