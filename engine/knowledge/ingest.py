@@ -27,6 +27,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from engine.knowledge import search
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
@@ -155,6 +156,7 @@ def ingest(pk: int) -> None:
         return
     chunks = chunk_pages(pages, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"])
     finish(pk, status="completed", chunks=chunks, pages=len(pages), row=row)
+    search.refresh_statistics()
 
 
 def failure(error: ExtractionError) -> dict[str, str]:
