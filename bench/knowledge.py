@@ -4,14 +4,18 @@ Ingestion goes through the real product over HTTP with the official SDK (upload,
 vector store file until it is processed): the test corpus as one batch, then a generated
 500-page text PDF. Search is timed in-process on the engine's own search function over a
 database filled with 10k and then 100k chunks of corpus-like text, with the corpus questions as
-queries (SQLite FTS5, the default). Run: `python bench/knowledge.py`.
+queries: on SQLite (FTS5, the default), and on PostgreSQL when THREADLINE_BENCH_POSTGRES names a
+server's maintenance database (postgres://user:pass@host/postgres; a database of its own is made
+and dropped). Run: `python bench/knowledge.py [--ingestion-only | --search-only]`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,18 +83,18 @@ def rate(pages: int, seconds: float) -> str:
     return f"{pages / seconds:,.0f} pages/s ({seconds:.2f} s)"
 
 
-def measure_search(sizes: list[int]) -> list[tuple[str, str, str]]:
+def measure_search(sizes: list[int], database_url: str | None = None) -> list[tuple[str, str, str]]:
     data_dir = tempfile.mkdtemp(prefix="threadline-bench-")
     os.environ["THREADLINE_DATA_DIR"] = data_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import json
-
     from engine.knowledge import search
     from engine.knowledge.chunking import chunk_pages
     from engine.knowledge.extraction.extract import extract_pages
@@ -104,8 +108,10 @@ def measure_search(sizes: list[int]) -> list[tuple[str, str, str]]:
     store_id = fill_store(0, passages, vocabulary)
     rows = []
     have = len(passages)
+    database = "PostgreSQL" if database_url else "SQLite"
     for size in sizes:
         fill_store(size - have, passages, vocabulary, store_id)
+        search.refresh_statistics()  # as ingestion does after a file
         have = size
         timings = []
         for _ in range(5):
@@ -116,8 +122,33 @@ def measure_search(sizes: list[int]) -> list[tuple[str, str, str]]:
         timings.sort()
         p50 = statistics.median(timings)
         p99 = timings[int(len(timings) * 0.99) - 1]
-        rows.append((f"{size:,} chunks", "p50 / p99", f"{p50:.1f} ms / {p99:.1f} ms"))
+        label = f"search, {database}"
+        rows.append((label, f"{size:,} chunks", f"p50 {p50:.1f} ms / p99 {p99:.1f} ms"))
     return rows
+
+
+def measure_search_on_postgres(sizes: list[int], maintenance: str) -> list[tuple[str, str, str]]:
+    """The same in a child process (Django is set up once per process), on a new database."""
+    import uuid
+
+    import psycopg
+
+    name = f"threadline_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(maintenance, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        url = maintenance.rsplit("/", 1)[0] + "/" + name
+        sizes_arg = ",".join(map(str, sizes))
+        child = subprocess.run(
+            [sys.executable, __file__, "--search-child", sizes_arg, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [tuple(row) for row in json.loads(child.stdout.splitlines()[-1])]
+    finally:
+        with psycopg.connect(maintenance, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def fill_store(
@@ -156,15 +187,23 @@ def fill_store(
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--search-child"]:
+        sizes = [int(size) for size in sys.argv[2].split(",")]
+        print(json.dumps(measure_search(sizes, sys.argv[3])))
+        return
     print("Knowledge benchmark. NOISY MACHINE: 2 shared cores; read figures as rough.\n")
-    rows = measure_ingestion()
+    sizes = [10_000, 100_000]
+    rows = [] if "--search-only" in sys.argv else measure_ingestion()
     if "--ingestion-only" not in sys.argv:
-        rows += measure_search([10_000, 100_000])
+        postgres = os.environ.get("THREADLINE_BENCH_POSTGRES")
+        if postgres:
+            rows += measure_search_on_postgres(sizes, postgres)
+        rows += measure_search(sizes)
     width = max(len(r[0]) for r in rows)
-    print(f"{'scenario':<{width}} | {'size':<12} | result")
-    print("-" * (width + 40))
+    print(f"{'scenario':<{width}} | {'size':<14} | result")
+    print("-" * (width + 50))
     for scenario, size, result in rows:
-        print(f"{scenario:<{width}} | {size:<12} | {result}")
+        print(f"{scenario:<{width}} | {size:<14} | {result}")
     print("\nTargets: ingestion >= 50 text pages/s; search p99 < 50 ms at 100k chunks.")
 
 
