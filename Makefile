@@ -82,6 +82,8 @@ bench: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 # The engine's suite again on PostgreSQL, and the chat's search (its own full-text index);
 # THREADLINE_TEST_POSTGRES names the maintenance database. In one process: xdist workers each
 # migrating fresh databases at once outran a small machine's disk.
-test-postgres: $(VENV)/.installed
+# The sandbox's own tests use no database: they run once, in `make test`.
+PG_SKIP := $(addprefix --ignore=tests/engine/code_interpreter/,test_sandbox_isolation.py test_sandbox_limits.py test_sessions.py)
+test-postgres: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 	test -n "$$THREADLINE_TEST_POSTGRES" || (echo "Set THREADLINE_TEST_POSTGRES=postgres://user:pass@host/postgres" && exit 2)
-	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PYTEST_ARGS)
+	$(PY) -m pytest tests/engine tests/chat/test_search.py $(PG_SKIP) $(PYTEST_ARGS)

@@ -559,8 +559,22 @@ def burst_rows(count: int, e: Phase, c: Phase) -> list[list[str]]:
     return rows
 
 
+def title_instructions() -> str:
+    """What the chat tells the model when it asks for a conversation's title."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from chat import titles
+
+    return titles.INSTRUCTIONS
+
+
 async def measure(args: argparse.Namespace) -> None:
     model_server = FakeModelProcess().start()
+    # Titles are answered apart (with the message itself): asked for after a first answer, they
+    # would otherwise take turns scripted for the streams, which then answered with no tokens.
+    model_server.script_instructions(title_instructions())
     server = ThreadlineServer(env=model_env(model_server))
     fast, slow = f"tokens-{TOKENS_FAST}", "paced"
     profiles = prepare(server, [fast, slow])

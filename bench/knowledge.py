@@ -236,6 +236,7 @@ def measure_search(sizes: list[int], database_url: str | None) -> list[list[str]
         rng = random.Random(size)
         extra = [(1, " ".join(rng.choices(vocabulary, k=150))) for _ in range(size - have)]
         add_chunks(store_id, "bench.txt", extra)
+        search.refresh_statistics()  # as ingestion does after a file
         have = size
         cells = []
         for run in (

@@ -590,8 +590,8 @@ class FakeModelProcess(FakeModelServer):
     """The same server in a child process, scripted over a pipe.
 
     For benchmarks: there the fake streams to hundreds of clients at once, and in the measuring
-    process it would compete with the clients for one interpreter lock. Only ``script`` reaches
-    the child; ``requests`` stays empty here.
+    process it would compete with the clients for one interpreter lock. Only ``script`` and
+    ``script_instructions`` reach the child; ``requests`` stays empty here.
     """
 
     def start(self) -> FakeModelProcess:
@@ -605,8 +605,12 @@ class FakeModelProcess(FakeModelServer):
         return self
 
     def script(self, model: str, turns: Sequence[Turn]) -> None:
-        self._pipe.send((model, list(turns)))
+        self._pipe.send(("script", model, list(turns)))
         self._pipe.recv()  # applied: the next request sees it
+
+    def script_instructions(self, marker: str, turns: Sequence[Turn] = ()) -> None:
+        self._pipe.send(("script_instructions", marker, list(turns)))
+        self._pipe.recv()
 
     def stop(self) -> None:
         if getattr(self, "_process", None) is None:
@@ -620,7 +624,8 @@ def _serve_scripted(pipe: Connection, api_key: str, host: str) -> None:
     server = FakeModelServer(api_key=api_key, host=host).start()
     pipe.send(server.port)
     while (message := pipe.recv()) is not None:
-        server.script(*message)
+        method, key, turns = message
+        getattr(server, method)(key, turns)
         pipe.send(True)
     server.stop()
 

@@ -27,7 +27,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.knowledge import vectors
+from engine.knowledge import search, vectors
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
@@ -159,6 +159,7 @@ def ingest(pk: int) -> None:
     # Embedded before the final write, so a completed file is searchable by meaning at once.
     embedded = vectors.embed_for_ingestion([chunk.text for chunk in chunks])
     finish(pk, status="completed", chunks=chunks, pages=len(pages), row=row, embedded=embedded)
+    search.refresh_statistics()
 
 
 def failure(error: ExtractionError) -> dict[str, str]:

@@ -11,6 +11,7 @@ PostgreSQL). Scores are mapped into 0..1 so `score_threshold` means the same on 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,14 @@ CANDIDATES = 200
 # Above this many chunks, terms that more than COMMON_SHARE of all chunks hold are dropped.
 PRUNE_ABOVE_CHUNKS = 20_000
 COMMON_SHARE = 0.1
+# On PostgreSQL: at most how many chunks a search ranks (see _search_postgres).
+RANKED_ROWS = 500
+# On PostgreSQL: below this many chunks, how many hold each term is counted, not estimated.
+COUNTED_BELOW_CHUNKS = 2_000
+# On PostgreSQL: chunks written since the last ANALYZE (at least, and of all) that make
+# ingestion run one.
+ANALYZE_AFTER_CHUNKS = 1_000
+ANALYZE_AFTER_SHARE = 0.1
 DENSE_CHAR = re.compile(f"([{DENSE_SCRIPTS}])")
 DENSE_RUN = re.compile(f"[{DENSE_SCRIPTS}]+")
 WORD = re.compile(r"\w+")
@@ -294,46 +303,100 @@ def _search_postgres(
     """Each term's ts_rank weighted by its inverse document frequency, as bm25 does.
 
     ts_rank alone has no idea how rare a word is, so a common one outranks the telling one.
+    The stored `search_vector` and its GIN index (migration 0009) find the chunks holding a
+    term, but ts_rank reads each chunk it ranks (~20 µs each, all terms): a large index ranks at
+    most RANKED_ROWS chunks, those holding its rarest terms (bm25's best are among them), and as
+    many holding any term as `limit` asks for where those are too few.
     """
     queries = [q for q in dict.fromkeys(term_tsquery(t) for t in terms) if q]
     if not queries:
         return []
-    vector = "to_tsvector('simple', c.search_text)"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM engine_chunk")
-        size = cursor.fetchone()[0] or 1
-        weights = []
-        for query in queries:
-            cursor.execute(
-                f"SELECT count(*) FROM engine_chunk c WHERE {vector} @@ to_tsquery('simple', %s)",  # noqa: S608
-                [query],
-            )
-            found = cursor.fetchone()[0]
-            weights.append(math.log(1 + (size - found + 0.5) / (found + 0.5)))
+        size, found = _pg_frequencies(cursor, queries)
+        weights = [math.log(1 + (size - n + 0.5) / (n + 0.5)) for n in found]
+        pairs = list(zip(queries, weights, found, strict=True))
         if size >= PRUNE_ABOVE_CHUNKS:
             common = math.log(1 + (size - size * COMMON_SHARE + 0.5) / (size * COMMON_SHARE + 0.5))
-            kept = [(q, w) for q, w in zip(queries, weights, strict=True) if w >= common]
-            pairs = kept or sorted(zip(queries, weights, strict=True), key=lambda p: -p[1])[:2]
-        else:
-            pairs = list(zip(queries, weights, strict=True))
-        score = " + ".join(f"%s * ts_rank({vector}, to_tsquery('simple', %s))" for _ in pairs)
+            kept = [pair for pair in pairs if pair[1] >= common]
+            pairs = kept or sorted(pairs, key=lambda pair: -pair[1])[:2]
+        rarest = [query for query, *_ in pairs]
+        cap = None  # a small index: every chunk holding a term is ranked
+        if size > RANKED_ROWS:
+            rarest, rows, cap = [], 0.0, RANKED_ROWS
+            for query, _, n in sorted(pairs, key=lambda pair: pair[2]):
+                if rarest and rows + n > RANKED_ROWS:
+                    break  # its chunks would crowd out the rarer words' ones
+                rarest.append(query)
+                rows += n
+        score = " + ".join("%s * ts_rank(c.search_vector, to_tsquery('simple', %s))" for _ in pairs)
         where, params = scope(store_ids, file_ids)
+        holding = f"""SELECT c.id FROM engine_chunk c
+            JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+            WHERE c.search_vector @@ to_tsquery('simple', %s) AND {where} LIMIT %s"""  # noqa: S608
         cursor.execute(
-            f"""SELECT id, file_id, page, text, rank / (1.0 + rank) FROM (
+            f"""WITH candidates AS (({holding}) UNION ({holding}))
+            SELECT id, file_id, page, text, rank / (1.0 + rank) FROM (
                 SELECT c.id, c.file_id, c.page, c.text, ({score}) AS rank
-                FROM engine_chunk c JOIN engine_vectorstorefile f ON f.id = c.store_file_id
-                WHERE {vector} @@ to_tsquery('simple', %s) AND {where}
+                FROM engine_chunk c WHERE c.id IN (SELECT id FROM candidates)
             ) AS ranked
-            ORDER BY rank DESC
+            ORDER BY rank DESC, id
             LIMIT %s""",  # noqa: S608 (only placeholders are interpolated)
             [
-                *(value for query, weight in pairs for value in (weight, query)),
-                " | ".join(query for query, _ in pairs),
-                *params,
+                *(" | ".join(rarest), *params, cap),
+                *(" | ".join(q for q, *_ in pairs), *params, limit),
+                *(value for query, weight, _ in pairs for value in (weight, query)),
                 limit,
             ],
         )
-        return cursor.fetchall()
+        return list(cursor.fetchall())
+
+
+def refresh_statistics() -> None:
+    """On PostgreSQL, the planner's statistics of the chunks brought up to date after a large
+    ingestion, as autovacuum would a minute or so later: search weighs and picks terms by them
+    (`_pg_frequencies`), and with none it takes every word as equally rare."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables "
+            "WHERE relid = 'engine_chunk'::regclass"
+        )
+        row = cursor.fetchone()
+        if row and row[0] >= max(ANALYZE_AFTER_CHUNKS, row[1] * ANALYZE_AFTER_SHARE):
+            cursor.execute("ANALYZE engine_chunk")
+
+
+def _pg_frequencies(cursor: Any, queries: list[str]) -> tuple[float, list[float]]:
+    """How many chunks there are, and how many hold each query: counted in one pass over a
+    small index; over a larger one, the planner's estimates (from the statistics ANALYZE and
+    autovacuum keep of the tsvector column's common words), as counting a common word reads
+    most of the table (~100 ms at 10k chunks)."""
+    size = _planner_rows(cursor, "SELECT 1 FROM engine_chunk", [])
+    if size < COUNTED_BELOW_CHUNKS:
+        counts = ", ".join(
+            "count(*) FILTER (WHERE search_vector @@ to_tsquery('simple', %s))" for _ in queries
+        )
+        cursor.execute(f"SELECT count(*), {counts} FROM engine_chunk", queries)  # noqa: S608
+        size, *found = cursor.fetchone()
+        return max(size, 1), found
+    found = [
+        _planner_rows(
+            cursor,
+            "SELECT 1 FROM engine_chunk WHERE search_vector @@ to_tsquery('simple', %s)",
+            [query],
+        )
+        for query in queries
+    ]
+    return size, found
+
+
+def _planner_rows(cursor: Any, sql: str, params: list[Any]) -> float:
+    cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+    plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def chunk_rows(

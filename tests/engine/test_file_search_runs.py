@@ -107,6 +107,33 @@ def test_offline_model_streams_the_search_step(
     )
 
 
+def test_offline_model_with_code_interpreter_answers_as_without_it(
+    offline_client: openai.OpenAI, offline_store: str
+) -> None:
+    """The offline model writes no code: code interpreter on the assistant changes nothing."""
+    assistant = offline_client.beta.assistants.create(
+        model="threadline-retrieval",
+        tools=[{"type": "code_interpreter"}, {"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [offline_store]}},
+    )
+    run = offline_client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "Who authored the Toponymy Model?"}]},
+        poll_interval_ms=50,
+    )
+    assert run.status == "completed", run.last_error
+    answer = offline_client.beta.threads.messages.list(thread_id=run.thread_id).data[0]
+    assert citations(answer)[0].file_citation.model_extra["page"] == 18
+    steps = offline_client.beta.threads.runs.steps.list(thread_id=run.thread_id, run_id=run.id)
+    calls = [
+        call.type
+        for step in steps.data
+        if step.step_details.type == "tool_calls"
+        for call in step.step_details.tool_calls
+    ]
+    assert calls == ["file_search"]
+
+
 def test_offline_model_without_knowledge_says_how_to_configure_a_model(
     offline_client: openai.OpenAI,
 ) -> None:

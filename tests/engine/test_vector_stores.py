@@ -356,6 +356,40 @@ def test_a_word_most_chunks_hold_still_counts_for_the_chunk_that_holds_it() -> N
     assert hits[0].score > hits[1].score
 
 
+def test_a_large_index_ranks_the_chunk_with_the_rare_words_first_and_keeps_to_its_store() -> None:
+    # More chunks than PostgreSQL's search ranks at once (search.RANKED_ROWS): it ranks those
+    # holding the rarest words (this one last on disk), and fills up from the others when its
+    # store has too few.
+    common = "The harbour keeper walks the harbour wall and logs the harbour boats at dawn."
+    paragraphs = [f"{common} Entry {n}." for n in range(2800)]
+    paragraphs[-20] = f"{common} A saffron kestrel nests under the harbour crane."
+    small = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+    server = ThreadlineServer().start()
+    try:
+        with sdk(server) as client:
+            big = client.vector_stores.create()
+            done = client.vector_stores.files.create_and_poll(
+                vector_store_id=big.id,
+                file_id=upload(client, "log.txt", "\n\n".join(paragraphs)).id,
+                chunking_strategy=small,  # type: ignore[arg-type]
+                poll_interval_ms=100,
+            )
+            other = client.vector_stores.create()
+            client.vector_stores.files.create_and_poll(
+                vector_store_id=other.id,
+                file_id=upload(client, "wall.txt", "The harbour wall is old.").id,
+                poll_interval_ms=100,
+            )
+            hits = client.vector_stores.search(big.id, query="saffron kestrel harbour").data
+            elsewhere = client.vector_stores.search(other.id, query="saffron kestrel harbour").data
+    finally:
+        server.stop()
+    assert (done.model_extra or {})["chunks"] > 500
+    assert "saffron kestrel" in hits[0].content[0].text
+    assert len(hits) == 10  # the default max_num_results: chunks with "harbour" fill up
+    assert [hit.filename for hit in elsewhere] == ["wall.txt"]
+
+
 def test_searching_keeps_an_expiring_store_alive(offline_client: openai.OpenAI) -> None:
     store = offline_client.vector_stores.create(
         expires_after={"anchor": "last_active_at", "days": 1}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("engine", "0008_api_key_rate_limit"),
+        ("engine", "0009_chunk_search_vector"),
     ]
 
     operations = [
