@@ -148,9 +148,13 @@ def search(
 
 
 def scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
-    where = "c.vector_store_id IN ({}) AND f.status = 'completed'".format(
-        ",".join(["%s"] * len(store_ids))
-    )
+    where, params = _chunk_scope(store_ids, file_ids)
+    return where + " AND f.status = 'completed'", params
+
+
+def _chunk_scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
+    """The scope's conditions on the chunk row alone (alias c)."""
+    where = "c.vector_store_id IN ({})".format(",".join(["%s"] * len(store_ids)))
     params: list[Any] = list(store_ids)
     if file_ids is not None:
         where += " AND c.file_id IN ({})".format(",".join(["%s"] * len(file_ids)))
@@ -330,12 +334,13 @@ def _search_postgres(
                 rows += n
         score = " + ".join("%s * ts_rank(c.search_vector, to_tsquery('simple', %s))" for _ in pairs)
         where, params = scope(store_ids, file_ids)
+        # Each holding query is planned for all its rows (MATERIALIZED) and read only as far as
+        # its LIMIT, on the chunk table alone: planned for its LIMIT, or joined to the files, a
+        # word few chunks hold had the planner read a whole store in hope of the first few
+        # (400 ms at 100k chunks). The files' status is checked on the few candidates.
+        inside, inside_params = _chunk_scope(store_ids, file_ids)
         holding = f"""SELECT c.id FROM engine_chunk c
-            JOIN engine_vectorstorefile f ON f.id = c.store_file_id
-            WHERE c.search_vector @@ to_tsquery('simple', %s) AND {where}"""  # noqa: S608
-        # MATERIALIZED: each holding query is planned for all its rows (through the index)
-        # and read only as far as its LIMIT. Planned for its LIMIT, a word few chunks hold
-        # had the planner read the whole table in hope of the first few (400 ms at 100k).
+            WHERE c.search_vector @@ to_tsquery('simple', %s) AND {inside}"""  # noqa: S608
         cursor.execute(
             f"""WITH rarest AS MATERIALIZED ({holding}), any_term AS MATERIALIZED ({holding}),
             candidates AS (
@@ -343,16 +348,18 @@ def _search_postgres(
             )
             SELECT id, file_id, page, text, rank / (1.0 + rank) FROM (
                 SELECT c.id, c.file_id, c.page, c.text, ({score}) AS rank
-                FROM engine_chunk c WHERE c.id IN (SELECT id FROM candidates)
+                FROM engine_chunk c JOIN engine_vectorstorefile f ON f.id = c.store_file_id
+                WHERE c.id IN (SELECT id FROM candidates) AND {where}
             ) AS ranked
             ORDER BY rank DESC, id
             LIMIT %s""",  # noqa: S608 (only placeholders are interpolated)
             [
-                *(" | ".join(rarest), *params),
-                *(" | ".join(q for q, *_ in pairs), *params),
+                *(" | ".join(rarest), *inside_params),
+                *(" | ".join(q for q, *_ in pairs), *inside_params),
                 cap,
                 limit,
                 *(value for query, weight, _ in pairs for value in (weight, query)),
+                *params,
                 limit,
             ],
         )
