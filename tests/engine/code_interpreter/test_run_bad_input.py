@@ -60,10 +60,7 @@ def test_a_server_restarted_mid_execution_fails_the_run_and_the_next_call_gets_a
 
         server.kill()
         server.start()  # same data directory and database, a new process
-        # A longer read timeout than sdk()'s 30 s: once, with four test workers loading the
-        # machine, a poll of the new run waited over 30 s while the restarted server set up a
-        # new sandbox.
-        with sdk(server).with_options(timeout=90) as client:
+        with sdk(server) as client:
             failed = wait_for(client, run, ("failed",), timeout=30)
             assert failed.last_error.code == "server_error"
             assert "restarted" in failed.last_error.message
