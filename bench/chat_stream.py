@@ -55,6 +55,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -140,6 +141,16 @@ class Sample:
 # --- The two clients ------------------------------------------------------------------------------
 
 
+async def read_run_stream(opening: Any, sample: Sample, start: float) -> None:
+    """Read an engine run's event stream (the SDK's raw streaming response) into `sample`."""
+    async with opening as response:
+        async for event, data in sse_events(response.iter_lines()):
+            if event == "thread.message.delta":
+                sample.got(time.perf_counter() - start, data)
+            elif event == "thread.run.completed":
+                sample.ended_ok = True
+
+
 class Engine:
     def __init__(self, server: ThreadlineServer) -> None:
         self.client = openai.AsyncOpenAI(
@@ -173,12 +184,7 @@ class Engine:
             opening = self.client.beta.threads.runs.with_streaming_response.create(
                 thread_id, assistant_id=assistant_id, stream=True
             )
-            async with opening as response:
-                async for event, data in sse_events(response.iter_lines()):
-                    if event == "thread.message.delta":
-                        sample.got(time.perf_counter() - start, data)
-                    elif event == "thread.run.completed":
-                        sample.ended_ok = True
+            await read_run_stream(opening, sample, start)
         except Exception as error:
             sample.error = f"{type(error).__name__}: {error}"
         return sample

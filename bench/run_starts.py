@@ -40,7 +40,7 @@ from bench.chat_stream import (  # noqa: E402
     gather_limited,
     paced,
     prepare,
-    sse_events,
+    read_run_stream,
 )
 from bench.report import percentile, table  # noqa: E402
 from tests.fake_model import FakeModelProcess  # noqa: E402
@@ -59,12 +59,7 @@ async def engine_start(engine: Engine, thread_id: str, model: str, tokens: int) 
             additional_messages=[{"role": "user", "content": "Count for me."}],
             stream=True,
         )
-        async with opening as response:
-            async for event, data in sse_events(response.iter_lines()):
-                if event == "thread.message.delta":
-                    sample.got(time.perf_counter() - start, data)
-                elif event == "thread.run.completed":
-                    sample.ended_ok = True
+        await read_run_stream(opening, sample, start)
     except Exception as error:
         sample.error = f"{type(error).__name__}: {error}"
     return sample
