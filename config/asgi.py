@@ -19,10 +19,6 @@ from engine.runs.lifecycle import start_upkeep  # noqa: E402
 require_redis()
 start_upkeep()
 
-from engine.knowledge.embeddings import load_in_background  # noqa: E402
-
-load_in_background()
-
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402

@@ -64,7 +64,7 @@ class LocalEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), "np") as weights:
-            table = weights.get_tensor("embedding.weight").astype(np.float32)
+            table = weights.get_tensor("embedding.weight").astype(np.float32)  # a copy of its own
         self.table = all_but_the_top(table, directions=1)
 
     def embed(self, texts: list[str]) -> Vectors:
@@ -102,13 +102,18 @@ class ApiEmbedder:
 
 
 def all_but_the_top(table: Vectors, directions: int) -> Vectors:
-    """Mu & Viswanath's post-processing: remove the common mean and top principal directions."""
-    centred = table - table.mean(axis=0)
+    """Mu & Viswanath's post-processing: remove the common mean and top principal directions.
+
+    In place, a block of rows at a time: the whole table's temporaries would briefly double the
+    process's peak memory at load."""
+    table -= table.mean(axis=0)
     # The principal directions from the small covariance matrix (dims x dims), not a full SVD.
-    _, eigenvectors = np.linalg.eigh(centred.T @ centred)
-    top = eigenvectors[:, -directions:]
-    result: Vectors = (centred - (centred @ top) @ top.T).astype(np.float32)
-    return result
+    _, eigenvectors = np.linalg.eigh(table.T @ table)
+    top = eigenvectors[:, -directions:].astype(np.float32)
+    for start in range(0, len(table), 4096):
+        block = table[start : start + 4096]
+        block -= (block @ top) @ top.T
+    return table
 
 
 def normalised(vectors: Vectors) -> Vectors:
@@ -141,15 +146,11 @@ def _load(name: str) -> Embedder:
     return ApiEmbedder(name.removeprefix("api:"))
 
 
-def load_in_background() -> None:
-    """Start loading the local model now, on a thread of its own, so that a server's first
-    ingestion or search does not wait the second or so it takes."""
-    if configured_name() == LOCAL_NAME:
-        threading.Thread(target=configured, name="threadline-embeddings", daemon=True).start()
-
-
 def configured() -> Embedder | None:
-    """The process's embedding model, loaded on first use; None when embeddings are off."""
+    """The process's embedding model, loaded on first use; None when embeddings are off.
+
+    Not at startup: a process that never ingests or searches knowledge never holds the local
+    model (about 55 MB); the first that does waits for its load (under a second) once."""
     name = configured_name()
     if name is None:
         return None

@@ -322,8 +322,11 @@ def pending(model: str) -> bool:
 
 def backfill_once(batch: int = BACKFILL_BATCH) -> int:
     """Embed one batch of chunks that lack a vector of the configured model; how many."""
+    name = embeddings.configured_name()
+    if name is None or not pending(name):
+        return 0  # checked before the model is loaded: an idle process never loads it
     embedder = embeddings.configured()
-    if embedder is None or not pending(embedder.name):
+    if embedder is None:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
