@@ -137,6 +137,7 @@ def configured_name() -> str | None:
 
 
 _lock = threading.Lock()
+_loading = False
 
 
 @cache
@@ -146,11 +147,22 @@ def _load(name: str) -> Embedder:
     return ApiEmbedder(name.removeprefix("api:"))
 
 
+def load_in_background() -> None:
+    """Start loading the model on a thread of its own, if it is not loaded: called when files
+    arrive for ingestion, so that the load overlaps their extraction."""
+    global _loading
+    if configured_name() is None or _loading:
+        return
+    _loading = True  # once per process: a second thread would only wait for the first's load
+    threading.Thread(target=configured, name="threadline-embeddings", daemon=True).start()
+
+
 def configured() -> Embedder | None:
     """The process's embedding model, loaded on first use; None when embeddings are off.
 
     Not at startup: a process that never ingests or searches knowledge never holds the local
-    model (about 55 MB); the first that does waits for its load (under a second) once."""
+    model (about 55 MB); the first search waits for its load (under a second) once, and the
+    first ingestion starts it early (`load_in_background`)."""
     name = configured_name()
     if name is None:
         return None

@@ -27,7 +27,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.knowledge import search, vectors
+from engine.knowledge import embeddings, search, vectors
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
@@ -59,6 +59,7 @@ def enqueue(store_file_ids: list[int]) -> None:
 
 def submit(store_file_ids: list[int]) -> None:
     executor = start()
+    embeddings.load_in_background()  # ready when the first chunks are
     with _lock:
         fresh = [pk for pk in store_file_ids if pk not in _queued]
         _queued.update(fresh)
