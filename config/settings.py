@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "chat.signin.slow_failed_sign_ins",
     # Last, as django-axes asks: it turns a locked sign-in into the page that says until when.
     "axes.middleware.AxesMiddleware",
+    # Innermost and sync only: the whole chain runs in one mode (config/middleware_mode.py).
+    "config.middleware_mode.one_mode_chain",
 ]
 
 # Where the engine is served: OpenAI's path, and Azure OpenAI's for code written for Azure.
