@@ -232,6 +232,16 @@ RUN_STALE_SECONDS = env_int("THREADLINE_RUN_STALE_SECONDS", 30)
 # A run whose stores still ingest files waits this long for them before it answers.
 RUN_INGEST_WAIT_SECONDS = env_int("THREADLINE_RUN_INGEST_WAIT_SECONDS", 60)
 MAX_UPLOAD_BYTES = env_int("THREADLINE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# Semantic search's embedding model: `local` (bundled with the install, offline), `api:<model>`
+# (the model API's /v1/embeddings) or `off` (full-text only). A change re-embeds in the background.
+EMBEDDINGS = env_str("THREADLINE_EMBEDDINGS", "local").strip() or "local"
+if EMBEDDINGS not in ("local", "off") and not (
+    EMBEDDINGS.startswith("api:") and EMBEDDINGS[4:].strip()
+):
+    raise ImproperlyConfigured(
+        f"THREADLINE_EMBEDDINGS must be local, off or api:<model> "
+        f"(e.g. api:text-embedding-3-small); got {EMBEDDINGS!r}"
+    )
 FILES_DIR = DATA_DIR / "files"
 
 # The model API the engine calls; unset means the offline retrieval-only model.

@@ -581,3 +581,19 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_id} p.{self.page} #{self.index}"
+
+
+class ChunkVector(models.Model):
+    """A chunk's embedding under one model (engine.knowledge.embeddings), for semantic search.
+
+    `vector` holds float16 values, little-endian, unit length. A chunk has at most one; when
+    THREADLINE_EMBEDDINGS changes, the background re-embedding replaces it with a new row (a new
+    id, which is how each process's in-memory index sees what changed).
+    """
+
+    chunk = models.OneToOneField(Chunk, on_delete=models.CASCADE, related_name="vector")
+    model = models.CharField(max_length=200, db_index=True)
+    vector = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"{self.chunk_id} ({self.model})"

@@ -16,7 +16,9 @@ Unscripted models: ``tokens-N`` streams N tokens (" tok0", " tok1", ...), ``miss
 404, anything else echoes the last user message. Requests whose system message holds a text given
 to ``script_instructions`` (a product's own side requests, such as asking for a title) are
 answered from that text's turns instead, whatever their model, so they never take a turn
-scripted for the conversation. Standalone, for benchmarks and manual runs:
+scripted for the conversation. ``/v1/embeddings`` answers every model with deterministic vectors
+(hashed words, so texts that share words are alike), except ``broken-embeddings``, which fails
+with a 503. Standalone, for benchmarks and manual runs:
 ``python -m tests.fake_model --port 8765``.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
@@ -286,6 +289,9 @@ class FakeModelServer:
         if method == "GET" and path == "/v1/models":
             writer.write(_json_response(200, self._model_list(), keep_alive))
             return True
+        if method == "POST" and path == "/v1/embeddings":
+            writer.write(_embeddings_response(body, keep_alive))
+            return True
         if method == "POST" and path == "/v1/chat/completions":
             model = body.get("model") if isinstance(body, dict) else None
         elif method == "POST" and (azure := AZURE_PATH_RE.fullmatch(path)):
@@ -468,6 +474,40 @@ def _completion(plan: _Plan, model: str) -> dict[str, Any]:
         ],
         "usage": plan.usage,
     }
+
+
+EMBEDDING_DIMENSIONS = 64
+BROKEN_EMBEDDINGS = "broken-embeddings"
+
+
+def _embedding(text: str) -> list[float]:
+    """A bag of hashed words: the same text always gets the same vector."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        slot = int.from_bytes(digest[:2], "little") % EMBEDDING_DIMENSIONS
+        vector[slot] += 1.0 if digest[2] % 2 else -1.0
+    return vector
+
+
+def _embeddings_response(body: Any, keep_alive: bool) -> bytes:
+    texts = body.get("input") if isinstance(body, dict) else None
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        message = "'input' must be a string or a list of strings."
+        return _error_response(400, message, param="input", keep_alive=keep_alive)
+    model = body.get("model", "")
+    if model == BROKEN_EMBEDDINGS:
+        return _error_response(503, "The embedding model is overloaded.", keep_alive=keep_alive)
+    data = [
+        {"object": "embedding", "index": i, "embedding": _embedding(text)}
+        for i, text in enumerate(texts)
+    ]
+    words = sum(len(text.split()) for text in texts)
+    usage = {"prompt_tokens": words, "total_tokens": words}
+    return _json_response(
+        200, {"object": "list", "data": data, "model": model, "usage": usage}, keep_alive
+    )
 
 
 def _text(content: Any) -> str:

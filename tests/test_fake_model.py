@@ -302,3 +302,23 @@ def test_concurrent_streams_all_complete(server: FakeModelServer) -> None:
             return await asyncio.gather(*(count_tokens() for _ in range(50)))
 
     assert asyncio.run(run()) == [1000] * 50
+
+
+def test_embeddings_are_deterministic_and_alike_for_shared_words(client: OpenAI) -> None:
+    texts = ["the lighthouse keeper", "lighthouse keeper notes", "tide tables"]
+    first = client.embeddings.create(model="text-embedding-3-small", input=texts)
+    again = client.embeddings.create(model="text-embedding-3-small", input=texts[0])
+    vectors = [item.embedding for item in first.data]
+    assert [item.index for item in first.data] == [0, 1, 2]
+    assert again.data[0].embedding == vectors[0]
+
+    def dot(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
+
+
+def test_broken_embeddings_model_fails_like_an_overloaded_api(client: OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.embeddings.create(model="broken-embeddings", input="anything")
+    assert caught.value.status_code == 503

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine.knowledge import embeddings
 from engine.knowledge.search import WORD, Hit, query_terms
 from engine.models import RunStep
 
@@ -137,6 +138,10 @@ def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
     own = [overlap(sentence) for sentence in found]
     scores = [own[i] + (own[i - 1] if i and not complete(i - 1) else 0) for i in range(len(found))]
     best = max(range(len(found)), key=lambda i: (scores[i], complete(i), own[i], len(found[i])))
+    if max(own) == 0:
+        # A paraphrase shares no word with the passage: quote what is closest in meaning.
+        closeness = similarities(found, query)
+        best = max(range(len(found)), key=closeness.__getitem__)
     start = end = best
     chosen = found[best]
     # Grow around the best sentence while it fits, preferring what follows, through whole
@@ -164,6 +169,16 @@ def excerpt(text: str, query: str, limit: int = EXCERPT_CHARS) -> str:
     if len(chosen) > limit:
         chosen = chosen[: limit - 1].rsplit(" ", 1)[0] + "…"
     return chosen
+
+
+def similarities(sentences: list[str], query: str) -> list[float]:
+    """Each sentence's cosine with the query under the local model (zeros without it: an API
+    model would cost a request per citation)."""
+    embedder = embeddings.configured()
+    if not isinstance(embedder, embeddings.LocalEmbedder) or not query.strip():
+        return [0.0] * len(sentences)
+    vectors = embedder.embed([query, *sentences])
+    return [float(score) for score in vectors[1:] @ vectors[0]]
 
 
 def search_calls(run_id: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from engine.knowledge import search
+from engine.knowledge import embeddings, search, vectors
 from engine.knowledge.chunking import Chunk as TextChunk
 from engine.knowledge.chunking import chunk_pages
 from engine.knowledge.extraction.extract import ExtractionError, extract_pages
@@ -59,6 +59,7 @@ def enqueue(store_file_ids: list[int]) -> None:
 
 def submit(store_file_ids: list[int]) -> None:
     executor = start()
+    embeddings.load_in_background()  # ready when the first chunks are
     with _lock:
         fresh = [pk for pk in store_file_ids if pk not in _queued]
         _queued.update(fresh)
@@ -74,6 +75,7 @@ def start() -> ThreadPoolExecutor:
             _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="threadline-ingest")
             ticker = threading.Thread(target=tick_forever, name="threadline-ingest", daemon=True)
             ticker.start()
+            vectors.start_backfill()
         return _executor
 
 
@@ -155,7 +157,9 @@ def ingest(pk: int) -> None:
         finish(pk, status="failed", last_error=failure(error))
         return
     chunks = chunk_pages(pages, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"])
-    finish(pk, status="completed", chunks=chunks, pages=len(pages), row=row)
+    # Embedded before the final write, so a completed file is searchable by meaning at once.
+    embedded = vectors.embed_for_ingestion([chunk.text for chunk in chunks])
+    finish(pk, status="completed", chunks=chunks, pages=len(pages), row=row, embedded=embedded)
     search.refresh_statistics()
 
 
@@ -173,6 +177,7 @@ def finish(
     chunks: list[TextChunk] | None = None,
     pages: int = 0,
     row: VectorStoreFile | None = None,
+    embedded: vectors.Embedded | None = None,
 ) -> None:
     """Write the result if the row is still in progress under this job's claim."""
     chunks = chunks or []
@@ -193,4 +198,7 @@ def finish(
             claimed_at=None,
         )
         if written and row is not None:
-            Chunk.objects.bulk_create(chunk_rows(pk, chunks, row.vector_store_id, row.file_id))
+            rows = chunk_rows(pk, chunks, row.vector_store_id, row.file_id)
+            Chunk.objects.bulk_create(rows)
+            if embedded is not None:
+                vectors.save(rows, embedded)

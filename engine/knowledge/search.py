@@ -40,6 +40,8 @@ DENSE_CHAR = re.compile(f"([{DENSE_SCRIPTS}])")
 DENSE_RUN = re.compile(f"[{DENSE_SCRIPTS}]+")
 WORD = re.compile(r"\w+")
 SUFFIXES = ("ing", "es", "ed", "s")
+# Words this long (or stemmed) match by prefix.
+PREFIX_CHARS = 6
 # BM25's k1 as FTS5 sets it: a term's tf-part, tf * (k1 + 1) / (tf + k1 * ...), stays below k1 + 1.
 K1 = 1.2
 # FTS5's bm25() floors an idf at or below zero to this.
@@ -91,7 +93,7 @@ def fts5_query(terms: list[str]) -> str:
     for term in terms:
         root = stem(term)
         quoted = '"' + root.replace('"', '""') + '"'
-        parts.append(quoted + "*" if root != term or len(term) >= 6 else quoted)
+        parts.append(quoted + "*" if root != term or len(term) >= PREFIX_CHARS else quoted)
     return " OR ".join(parts)
 
 
@@ -103,7 +105,7 @@ def term_tsquery(term: str) -> str:
         return "(" + " <-> ".join(words) + ")"
     if not words:
         return ""
-    return words[0] + (":*" if root != term or len(term) >= 6 else "")
+    return words[0] + (":*" if root != term or len(term) >= PREFIX_CHARS else "")
 
 
 @dataclass
@@ -145,7 +147,7 @@ def search(
     return hits
 
 
-def _scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
+def scope(store_ids: list[str], file_ids: list[str] | None) -> tuple[str, list[Any]]:
     where, params = _chunk_scope(store_ids, file_ids)
     return where + " AND f.status = 'completed'", params
 
@@ -177,26 +179,47 @@ def _search_sqlite(
         ranked = cursor.fetchall()
         if not ranked:
             return []
-        where, params = _scope(store_ids, file_ids)
+        where, params = scope(store_ids, file_ids)
         rank_of = dict(ranked)
         cursor.execute(
-            f"""SELECT c.id, c.file_id, c.page, c.text FROM engine_chunk c
+            f"""SELECT c.id FROM engine_chunk c
             JOIN engine_vectorstorefile f ON f.id = c.store_file_id
             WHERE c.id IN ({",".join(["%s"] * len(rank_of))}) AND {where}""",  # noqa: S608
             [*rank_of, *params],
         )
-        rows = sorted(cursor.fetchall(), key=lambda row: rank_of[row[0]])
-        if len(rows) < limit and len(ranked) == candidates:
+        ids = sorted((row[0] for row in cursor.fetchall()), key=rank_of.__getitem__)
+        if len(ids) < limit and len(ranked) == candidates:
             rows, rank_of = _search_sqlite_joined(cursor, match, store_ids, candidates, file_ids)
+            ids = [row[0] for row in rows]
         if rare:
             # Every term left is in at most a tenth of the chunks, where FTS5's idf and the
             # positive one differ by under 5% (log 9 against log 10): FTS5's order stands.
-            scores = {row[0]: -rank_of[row[0]] for row in rows}
+            scores = {chunk_id: -rank_of[chunk_id] for chunk_id in ids}
         else:
-            scores = _bm25(cursor, kept, [row[0] for row in rows])
-    # Sorting is stable: equal scores keep FTS5's order.
-    rows = sorted(rows, key=lambda row: -scores[row[0]])[:limit]
+            scores = _bm25(cursor, kept, ids)
+        # Sorting is stable: equal scores keep FTS5's order. Only the kept chunks' text is
+        # read: a thousand candidates' would cost more than ranking.
+        rows = chunk_texts(cursor, sorted(ids, key=lambda chunk_id: -scores[chunk_id])[:limit])
     return [(*row, scores[row[0]] / (1.0 + scores[row[0]])) for row in rows]
+
+
+def chunk_texts_of(chunk_ids: list[int]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        return chunk_texts(cursor, chunk_ids)
+
+
+def chunk_texts(cursor: Any, chunk_ids: list[int]) -> list[tuple[Any, ...]]:
+    """(id, file_id, page, text) of these chunks, in the order given."""
+    if not chunk_ids:
+        return []
+    cursor.execute(
+        "SELECT id, file_id, page, text FROM engine_chunk WHERE id IN ({})".format(  # noqa: S608
+            ",".join(["%s"] * len(chunk_ids))
+        ),
+        chunk_ids,
+    )
+    found = {row[0]: row for row in cursor.fetchall()}
+    return [found[chunk_id] for chunk_id in chunk_ids if chunk_id in found]
 
 
 def _bm25(cursor: Any, terms: list[str], chunk_ids: list[int]) -> dict[int, float]:
@@ -260,7 +283,7 @@ def _search_sqlite_joined(
     cursor: Any, match: str, store_ids: list[str], limit: int, file_ids: list[str] | None
 ) -> tuple[list[tuple[Any, ...]], dict[int, float]]:
     """The best chunks in scope, and their FTS5 ranks."""
-    where, params = _scope(store_ids, file_ids)
+    where, params = scope(store_ids, file_ids)
     cursor.execute(
         f"""SELECT c.id, c.file_id, c.page, c.text, r.rank
         FROM (
@@ -310,7 +333,7 @@ def _search_postgres(
                 rarest.append(query)
                 rows += n
         score = " + ".join("%s * ts_rank(c.search_vector, to_tsquery('simple', %s))" for _ in pairs)
-        where, params = _scope(store_ids, file_ids)
+        where, params = scope(store_ids, file_ids)
         # Each holding query is planned for all its rows (MATERIALIZED) and read only as far as
         # its LIMIT, on the chunk table alone: planned for its LIMIT, or joined to the files, a
         # word few chunks hold had the planner read a whole store in hope of the first few

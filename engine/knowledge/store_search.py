@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.api.errors import ApiError
 from engine.api.schemas import ComparisonFilter, CompoundFilter
-from engine.knowledge import search
+from engine.knowledge import hybrid, search
 from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import VectorStore
 
@@ -28,7 +28,7 @@ def search_store(
     file_ids = matching_file_ids(store, filters) if filters is not None else None
     best: dict[int, search.Hit] = {}
     for query in queries:
-        for hit in search.search(
+        for hit in hybrid.hybrid_search(
             [store.id],
             query,
             max_results=max_results,

@@ -1,4 +1,5 @@
-"""The one module that calls a model API: OpenAI-compatible Chat Completions, streamed."""
+"""The one module that calls a model API: OpenAI-compatible Chat Completions, streamed, and
+embeddings (for THREADLINE_EMBEDDINGS=api:<model>)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,28 @@ def available_models() -> list[str]:
     except openai.OpenAIError as error:
         log.warning("Could not list the model API's models: %s", error)
         return []
+
+
+def embed(texts: list[str], model: str) -> list[list[float]]:
+    """The model API's embeddings of `texts`, in order (a blocking call, off the worker loop)."""
+    if not model_api_configured():
+        raise ModelError(
+            "server_error",
+            f"THREADLINE_EMBEDDINGS asks for api:{model}, but no model API is configured: "
+            "set OPENAI_API_KEY (and OPENAI_BASE_URL) or the Azure variables.",
+        )
+    timeout = openai.Timeout(settings.MODEL_TIMEOUT_SECONDS, connect=10.0)
+    options = azure_options() if settings.AZURE_OPENAI_ENDPOINT else openai_options()
+    factory = openai.AzureOpenAI if settings.AZURE_OPENAI_ENDPOINT else openai.OpenAI
+    try:
+        with factory(**options, timeout=timeout) as client:
+            response = client.embeddings.create(model=model, input=texts, encoding_format="float")
+    except openai.OpenAIError as error:
+        raise ModelError(
+            "server_error", f"The model API at {model_api_name()} could not embed: {error}"
+        ) from None
+    data = sorted(response.data, key=lambda item: item.index)
+    return [list(item.embedding) for item in data]
 
 
 def model_api_name() -> str:

@@ -25,7 +25,7 @@ from engine.providers.interface import (
 
 # Passages quoted in an answer: enough to cover a question, few enough to read.
 PASSAGES = 3
-# A passage whose raw relevance is under this share of the best one's is more likely noise.
+# A passage scored under this share of the best one's is more likely noise.
 RELATIVE_RELEVANCE = 0.5
 
 CONFIGURE_HINT = (
@@ -60,9 +60,8 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def relevance(score: float) -> float:
-    """Undo the search's 0..1 squashing (s = r / (1 + r)) so scores compare as ratios."""
-    return score / (1 - score) if score < 1 else float("inf")
+def is_heading(quote: str) -> bool:
+    return len(quote) < citations.HEADING_CHARS and not citations.ENDS_SENTENCE.search(quote)
 
 
 def compose_answer(searches: list[dict[str, Any]]) -> str:
@@ -71,12 +70,21 @@ def compose_answer(searches: list[dict[str, Any]]) -> str:
     results = search.get("results", [])[:PASSAGES]
     if not results:
         return NOTHING_FOUND
-    floor = relevance(results[0]["score"]) * RELATIVE_RELEVANCE
-    results = [result for result in results if relevance(result["score"]) >= floor]
+    # Search scores blend similarity and word matches linearly (engine.knowledge.hybrid):
+    # they compare as ratios.
+    floor = results[0]["score"] * RELATIVE_RELEVANCE
+    results = [result for result in results if result["score"] >= floor]
+    quotes = [
+        citations.excerpt(result["content"][0]["text"], search.get("query", ""))
+        for result in results
+    ]
+    # A passage whose best words are a heading ("3.1 LRS model") can be close in meaning to a
+    # question yet says nothing about it: where another passage quotes a sentence, it is left out.
+    if any(citations.ENDS_SENTENCE.search(quote) for quote in quotes):
+        quotes = ["" if is_heading(quote) else quote for quote in quotes]
     lines = ["Here is what the documents say:"]
     quoted: set[str] = set()
-    for rank, result in enumerate(results):
-        quote = citations.excerpt(result["content"][0]["text"], search.get("query", ""))
+    for rank, (result, quote) in enumerate(zip(results, quotes, strict=True)):
         if not quote or quote in quoted:
             continue  # overlapping chunks can hold the same best sentences
         quoted.add(quote)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.knowledge import citations, search
+from engine.knowledge import citations, hybrid
 from engine.knowledge.stores import delete_expired_files, is_expired, touch_stores
 from engine.models import Assistant, Run, VectorStore, VectorStoreFile
 from engine.providers.interface import Knowledge, ToolCallRequest
@@ -51,7 +51,7 @@ def run_searches(run: Run, searches: list[dict[str, Any]]) -> None:
     store_ids = search_scope(run)
     max_results, threshold = search_settings(run.tools)
     for call in searches:
-        hits = search.search(
+        hits = hybrid.hybrid_search(
             store_ids, call["query"], max_results=max_results, score_threshold=threshold
         )
         call["ranking_options"] = {"ranker": "default_2024_08_21", "score_threshold": threshold}

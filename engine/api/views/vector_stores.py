@@ -19,7 +19,7 @@ from engine.api.schemas import (
     SearchVectorStore,
     UpdateVectorStoreFile,
 )
-from engine.knowledge import store_search, stores
+from engine.knowledge import hybrid, store_search, stores
 from engine.knowledge.search import Hit
 from engine.models import FileBatch, Project, VectorStore, VectorStoreFile
 
@@ -88,16 +88,17 @@ def search_vector_store(
     store = owned_store(project, vector_store_id)
     body = parse(request, SearchVectorStore)
     ranking = body.ranking_options
+    queries = [hybrid.rewrite(q) for q in body.queries()] if body.rewrite_query else body.queries()
     hits = store_search.search_store(
         store,
-        body.queries(),
+        queries,
         max_results=body.max_num_results,
         score_threshold=ranking.score_threshold if ranking else 0.0,
         filters=body.filters,
     )
     return {
         "object": "vector_store.search_results.page",
-        "search_query": body.queries(),
+        "search_query": queries,
         "data": [search_result(hit) for hit in hits],
         "has_more": False,
         "next_page": None,
