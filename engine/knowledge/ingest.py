@@ -59,10 +59,13 @@ def enqueue(store_file_ids: list[int]) -> None:
 
 def submit(store_file_ids: list[int]) -> None:
     executor = start()
-    embeddings.load_in_background()  # ready when the first chunks are
     with _lock:
         fresh = [pk for pk in store_file_ids if pk not in _queued]
         _queued.update(fresh)
+    if fresh:
+        # Ready when the first chunks are. Only for files: the ticker submits every tick, mostly
+        # nothing, and an idle process must not hold the model.
+        embeddings.load_in_background()
     for pk in fresh:
         executor.submit(job, pk)
 

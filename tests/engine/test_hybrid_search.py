@@ -355,3 +355,30 @@ def test_a_bad_embeddings_setting_stops_the_server_with_a_clear_message() -> Non
     )
     assert result.returncode != 0
     assert "THREADLINE_EMBEDDINGS must be local, off or api:<model>" in result.stderr
+
+
+def peak_memory_kb(server: ThreadlineServer) -> int:
+    assert server.process is not None
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+
+
+def test_a_server_that_never_uses_knowledge_never_loads_the_model() -> None:
+    """The local model costs tens of MB: a process loads it on first use, not while its
+    background tickers (which run every half second here) find nothing to do."""
+    quick = {"THREADLINE_RUN_STALE_SECONDS": "1"}
+    local = ThreadlineServer(env={**quick, "THREADLINE_EMBEDDINGS": "local"}).start()
+    off = ThreadlineServer(env={**quick, "THREADLINE_EMBEDDINGS": "off"}).start()
+    try:
+        time.sleep(3)
+        idle = peak_memory_kb(local) - peak_memory_kb(off)
+        with sdk(local) as client:
+            note = upload(client, "note.txt", "The ferry to the island leaves at dawn.")
+            store = client.vector_stores.create(name="first use", file_ids=[note.id])
+            wait_until_ingested(client, store.id)
+        used = peak_memory_kb(local) - peak_memory_kb(off)
+    finally:
+        local.stop()
+        off.stop()
+    assert idle < 25_000, f"{idle} kB more while idle"
+    assert used > idle + 25_000, f"the model's load shows: {used - idle} kB"
