@@ -1,5 +1,6 @@
 """Threadline settings: one file, driven by environment variables (see README, "Configuration")."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from config.env import env_bool, env_int, env_json, env_list, env_str, local_secret
+
+# One BLAS thread per process, set before numpy loads (Django reads this file before any app
+# code): a server's parallelism is its requests. OpenBLAS's own threads spin while they wait for
+# each other; on a busy machine they stalled the embedding model's load (one 256 x 256 eigh) for
+# over 30 s and starved the process's other threads meanwhile. An operator's value stands.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything Threadline writes at run time (SQLite, uploaded files, generated secrets) lives here.
