@@ -7,8 +7,9 @@ trips per request, each a few hundred microseconds of CPU when hundreds of reque
 once. This middleware, sync only and innermost, settles the whole chain in sync mode: the
 request crosses to its thread once for the chain, and Django's view handling crosses back to the
 event loop once (then to that same thread for CSRF's view check and for a sync view): about
-three round trips. `bench/run_starts.py`, side by side: CPU per chat send 0.8x, per engine run
-start 0.8x.
+three round trips (tests/test_middleware_mode.py counts them). `bench/run_starts.py`, side by
+side on a noisy machine: CPU per chat send 0.84x in one session and 0.92x in the next (medians),
+per engine run start 0.81x, then no change beyond the noise.
 """
 
 from __future__ import annotations
