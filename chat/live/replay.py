@@ -25,8 +25,8 @@ KEEP_AFTER_END_SECONDS = 15 * 60  # for a page rendered just before the end to c
 COMPACT_EVERY = 400
 # Keys asked for per cache read: few at first, since a subscriber mostly reads near the live
 # end, where one or two events wait; doubling up to the most. Every key asked for costs the
-# cache's key check (Django's, a Python loop over its characters: 6% of a chat send's CPU when
-# each read asked for 200), and bytes on the wire with Redis.
+# cache's key check (Django's, a Python loop over its characters: 8% of a chat send's CPU
+# samples when each read asked for 200), and bytes on the wire with Redis.
 FIRST_READ = 8
 READ_CHUNK = 200
 

@@ -161,8 +161,8 @@ def configured() -> Embedder | None:
     """The process's embedding model, loaded on first use; None when embeddings are off.
 
     Not at startup: a process that never ingests or searches knowledge never holds the local
-    model (about 55 MB); the first search waits for its load (under a second) once, and the
-    first ingestion starts it early (`load_in_background`)."""
+    model (73 MB in bench/knowledge.py); the first search waits for its load (under a second)
+    once, and the first ingestion starts it early (`load_in_background`)."""
     name = configured_name()
     if name is None:
         return None
