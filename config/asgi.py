@@ -5,9 +5,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from django.core.asgi import get_asgi_application
-
 from config.request_ids import with_request_ids
+from config.request_threads import get_asgi_application
 from config.server import receive_bodies_within_limits, with_spooled_bodies
 
 receive_bodies_within_limits()

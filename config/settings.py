@@ -99,6 +99,9 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
+# Request threads kept idle between requests, each with its database connection open
+# (config/request_threads.py): with PostgreSQL, up to this many connections per process at rest.
+IDLE_REQUEST_THREADS = env_int("THREADLINE_IDLE_REQUEST_THREADS", 32)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers (polling clients) proceed while a run writes; IMMEDIATE avoids
