@@ -10,7 +10,8 @@ connections were about a tenth of the server's CPU (py-spy, `bench/run_starts.py
 no other) but takes the thread from a pool of idle ones and gives it back when the request is
 done, with its connection open: a connection opened on a pooled thread is kept across requests
 (and checked before each request's first query, as CONN_HEALTH_CHECKS does), unless an error or
-an unfinished transaction leaves it unfit, when Django closes it as usual. Connections opened
+an unfinished transaction leaves it unfit, when Django closes it as usual. So is the connection
+of asgiref's one shared thread (`keep_connection_of_the_shared_thread`). Connections opened
 anywhere else keep DATABASE_CONN_MAX_AGE.
 
 A thread goes back to the pool only after everything its request queued on it has run: a
@@ -136,4 +137,13 @@ class PooledASGIHandler(ASGIHandler):
 def get_asgi_application() -> PooledASGIHandler:
     """As django.core.asgi.get_asgi_application, with pooled request threads."""
     django.setup(set_prefix=False)
+    keep_connection_of_the_shared_thread()
     return PooledASGIHandler()
+
+
+def keep_connection_of_the_shared_thread() -> None:
+    """asgiref's one shared thread runs the sync work of everything outside a request (the
+    chat's relays, Channels' consumers such as the live answer's stream): its connection is
+    kept as well. Channels closes old connections around each of its calls, which with
+    DATABASE_CONN_MAX_AGE=0 opened a new connection for every one of them."""
+    SyncToAsync.single_thread_executor.submit(mark_pooled).result()

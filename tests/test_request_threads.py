@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.core.handlers.asgi import ASGIHandler
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.signals import connection_created
 
 from config import request_threads
@@ -136,3 +137,27 @@ def shut_down(executor: request_threads.RequestThread) -> bool:
     except RuntimeError:  # it takes no more work
         return True
     return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_shared_threads_connections_are_kept() -> None:
+    """Channels' consumers and the chat's relays run on asgiref's shared thread: a connection
+    it opens is not due to close (Channels closes old connections around each of its calls)."""
+    shared = SyncToAsync.single_thread_executor
+    request_threads.keep_connection_of_the_shared_thread()
+    try:
+        assert shared.submit(closes_at_of_a_new_connection).result() is None
+    finally:
+        shared.submit(setattr, request_threads._pooled, "pooled", False).result()
+    # Anywhere else, DATABASE_CONN_MAX_AGE (0): due to close at the end of its request.
+    assert shared.submit(closes_at_of_a_new_connection).result() is not None
+
+
+def closes_at_of_a_new_connection() -> float | None:
+    """Open a new connection on this thread; when Django will close it."""
+    wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        wrapper.connect()
+        return wrapper.close_at
+    finally:
+        wrapper.close()

@@ -104,6 +104,8 @@ def create_file(
 
 
 def check_files(project: Project, file_ids: list[str], param: str) -> None:
+    if not file_ids:
+        return  # most messages: building the query alone cost 2% of a run's start
     found = set(File.objects.filter(project=project, pk__in=file_ids).values_list("pk", flat=True))
     for file_id in file_ids:
         if file_id not in found:
