@@ -14,7 +14,7 @@ TEST_WORKERS ?= 4
 # Twisted listens with a backlog of 50 by default: a burst of new streams overflowed it.
 BACKLOG ?= 1024
 DAPHNE := $(VENV)/bin/daphne -e "tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG)" config.asgi:application
-export HOST PORT
+export HOST PORT BACKLOG
 
 .PHONY: run serve test test-postgres lint format check bench setup
 
@@ -48,9 +48,9 @@ setup: $(VENV)/.installed $(SANDBOX_ENV)/.installed
 	$(PY) manage.py create_first_admin
 	$(PY) manage.py create_default_assistant
 
+# One server process per core (THREADLINE_PROCESSES; README, "Scaling out"): config/launch.py.
 run: setup
-	@echo "Threadline is serving on http://$(HOST):$(PORT)/ (chat) and /admin/ (admin); Ctrl-C stops it."
-	$(DAPHNE)
+	$(PY) -m config.launch
 
 # One more server process, set up by `make run` already: `make serve PORT=8001` (README, "Scaling out").
 serve: $(VENV)/.installed
