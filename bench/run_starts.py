@@ -11,7 +11,7 @@ are printed (and the raw stacks kept in DIR for a flame graph): `pip install py-
 tool only.
 
     .venv/bin/python bench/run_starts.py [--count 50] [--rounds 2] [--tokens 1] [--pace 0]
-        [--profile /tmp/prof]
+        [--profile /tmp/prof] [--split]
 """
 
 from __future__ import annotations
@@ -133,15 +133,32 @@ def short(frame: str) -> str:
     return f"{name} ({'/'.join(parts[-2:])})"
 
 
+def pid(server: ThreadlineServer) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
 async def measure(args: argparse.Namespace) -> None:
     model = "paced" if args.pace else f"tokens-{args.tokens}"
     model_server = FakeModelProcess().start()
     server = ThreadlineServer(env=model_env(model_server))
     profiles = prepare(server, [model])
     server.start()
-    assert server.process is not None
-    engine, browser = Engine(server), Browser(server)
-    profiler = Profiler(args.profile, server.process.pid)
+    servers = [server]
+    if args.split:
+        # As `make run` splits on two cores: the chat in a process of its own, reaching the
+        # engine's over HTTP (same database).
+        chat_env = {**model_env(model_server), "THREADLINE_ASSISTANTS_URL": server.api_url}
+        chat_server = ThreadlineServer(env=chat_env, data_dir=server.data_dir)
+        chat_server.log_path = server.data_dir / "chat-server.log"
+        chat_server.migrated = True
+        servers.append(chat_server.start())
+    engine, browser = Engine(server), Browser(servers[-1])
+    # With --split, a chat burst is profiled in the chat's process.
+    profilers = {
+        "engine": Profiler(args.profile, pid(server)),
+        "chat": Profiler(args.profile, pid(servers[-1])),
+    }
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -164,13 +181,15 @@ async def measure(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)  # the setup's relays end
                 if args.pace:
                     paced(model_server, model, args.tokens, args.pace, args.count)
-                profiler.start(f"{side}-{round_}")
-                cpu = cpu_seconds([server])
+                profilers[side].start(f"{side}-{round_}")
+                cpu = cpu_seconds(servers)
+                chat_cpu = cpu_seconds(servers[1:])
                 started = time.perf_counter()
                 samples = await asyncio.gather(*(run() for run in runs))
                 wall = time.perf_counter() - started
-                cpu = cpu_seconds([server]) - cpu
-                profiler.stop()
+                cpu = cpu_seconds(servers) - cpu
+                chat_cpu = cpu_seconds(servers[1:]) - chat_cpu
+                profilers[side].stop()
                 ok = [s for s in samples if s.ok]
                 ttfts = [s.ttft * 1000 for s in ok if s.ttft is not None]
                 rows.append(
@@ -178,6 +197,7 @@ async def measure(args: argparse.Namespace) -> None:
                         f"{side} #{round_ + 1}",
                         str(args.count - len(ok)),
                         f"{cpu / args.count * 1000:.1f}",
+                        f"{chat_cpu / args.count * 1000:.1f}" if args.split else "-",
                         f"{percentile(ttfts, 50):.0f}",
                         f"{percentile(ttfts, 99):.0f}",
                         f"{wall:.2f}",
@@ -190,15 +210,27 @@ async def measure(args: argparse.Namespace) -> None:
     finally:
         await browser.http.aclose()
         await engine.client.close()
-        server.stop()
+        for each in servers:
+            each.stop()
         model_server.stop()
         shutil.rmtree(server.data_dir, ignore_errors=True)
     print()
-    print(
-        f"{args.count} answers of {args.tokens} token(s) started at once, one daphne process "
-        "(chat + engine; the chat reaches the engine over HTTP, as deployed)"
+    layout = (
+        "two daphne processes (the chat's, reaching the engine's over HTTP, as `make run` "
+        "splits on two cores)"
+        if args.split
+        else "one daphne process (chat + engine; the chat reaches the engine over HTTP)"
     )
-    header = ["burst", "errors", "CPU ms / start", "TTFT p50 ms", "TTFT p99 ms", "wall s"]
+    print(f"{args.count} answers of {args.tokens} token(s) started at once, {layout}")
+    header = [
+        "burst",
+        "errors",
+        "CPU ms / start",
+        "of which the chat process",
+        "TTFT p50 ms",
+        "TTFT p99 ms",
+        "wall s",
+    ]
     print(table(header, rows))
 
 
@@ -211,6 +243,9 @@ def main() -> None:
         "--pace", type=float, default=0.0, help="seconds between the model's tokens (0: at once)"
     )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the server into DIR")
+    parser.add_argument(
+        "--split", action="store_true", help="the chat in a second process, as make run splits"
+    )
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -18,7 +18,7 @@ from chat import titles
 from config.launch import LaunchError, Layout, layout
 from tests.chat.conftest import ChatClient
 from tests.fake_model import FakeModelServer, Reply
-from tests.servers import ThreadlineServer, model_env, shell, wait_for_port
+from tests.servers import RedisServer, ThreadlineServer, model_env, shell, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "launch-pass-123"
@@ -96,8 +96,10 @@ def site(model: FakeModelServer) -> Iterator[ThreadlineServer]:
     yield server
 
 
-def launch(server: ThreadlineServer, processes: str) -> subprocess.Popen[bytes]:
-    env = {**server.env, "HOST": "127.0.0.1", "THREADLINE_PROCESSES": processes}
+def launch(
+    server: ThreadlineServer, processes: str, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {**server.env, "HOST": "127.0.0.1", "THREADLINE_PROCESSES": processes, **(extra or {})}
     env.pop("THREADLINE_ASSISTANTS_URL", None)
     with server.log_path.open("ab") as log:
         launcher = subprocess.Popen(
@@ -196,6 +198,48 @@ def test_two_processes_the_chat_answers_through_the_engine_of_its_own(
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_with_redis_chat_processes_share_the_port_and_each_answer_arrives(
+    site: ThreadlineServer, model: FakeModelServer
+) -> None:
+    redis = RedisServer().start()
+    launcher = launch(site, "3", {"REDIS_URL": redis.url})
+    pids: list[int] = []
+    try:
+        pids = children(launcher)
+        chats = [pid for pid in pids if role(pid) == "chat"]
+        assert len(pids) == 3 and len(chats) == 2
+        assert all(listening_ports(pid) == {site.port} for pid in chats)
+        answers = [f"Answer number {i}." for i in range(6)]
+        model.script("split", [Reply(text) for text in answers])
+        person = ChatClient(site.url)
+        person.login("owner", PASSWORD)
+        try:
+            for text in answers:
+                sent = person.send("Again?", assistant=site.profile_id)  # type: ignore[attr-defined]
+                assert sent.events_url is not None, sent.response.text
+                # A connection of its own: the kernel may hand it to either chat process, and
+                # the live answer must reach it from the one relaying it (through Redis).
+                reader = ChatClient(site.url)
+                reader.http.cookies = person.http.cookies
+                try:
+                    status, events = reader.events(sent.events_url)
+                finally:
+                    reader.close()
+                assert status == 200 and events[-1].event == "end"
+                assert text in "".join(e.data for e in events)
+        finally:
+            person.close()
+        launcher.send_signal(signal.SIGTERM)
+        assert ended_within(launcher, 15) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        redis.stop()
 
 
 def test_a_process_that_dies_takes_the_others_with_it(site: ThreadlineServer) -> None:
