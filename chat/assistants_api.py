@@ -430,17 +430,20 @@ async def start_run(
     assistant_id: str,
     text: str | None = None,
     file_ids: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Started:
     """Start a streaming run, adding the person's `text` (with the files `file_ids`, for
-    file_search) first if given, in the same request; with no `thread_id`, on a new thread.
-    Returns once the API has created the run."""
+    file_search, and the message's `metadata`) first if given, in the same request; with no
+    `thread_id`, on a new thread. Returns once the API has created the run."""
     stream_timeout = openai.Timeout(settings.ASSISTANTS_TIMEOUT_SECONDS, read=STREAM_READ_SECONDS)
     client = async_client()
     opening: AbstractAsyncContextManager[Any]
     if thread_id is None:
-        messages: list[ThreadMessage] = (
-            [{"role": "user", "content": text}] if text is not None else []
-        )
+        messages: list[ThreadMessage] = []
+        if text is not None:
+            messages.append({"role": "user", "content": text})
+            if metadata:
+                messages[0]["metadata"] = metadata
         opening = client.beta.threads.with_streaming_response.create_and_run(
             assistant_id=assistant_id,
             thread={"messages": messages},
@@ -451,6 +454,8 @@ async def start_run(
         additional: list[AdditionalMessage] = []
         if text is not None:
             additional.append({"role": "user", "content": text})
+            if metadata:
+                additional[0]["metadata"] = metadata
             if file_ids:
                 additional[0]["attachments"] = [
                     {"file_id": f, "tools": [{"type": "file_search"}]} for f in file_ids

@@ -112,11 +112,15 @@ async def send_admitted(
         started, message, uploaded = await send_with_files(
             thread_id, assistant_id, text, files, tools
         )
+        said_as = str(message["id"])
     else:
         # One request adds the message and starts the run (on a new thread, if need be): the
         # API does both or neither.
+        said_as = search.new_key()
         try:
-            started = await api.start_run(thread_id, assistant_id, text)
+            started = await api.start_run(
+                thread_id, assistant_id, text, metadata={search.METADATA_KEY: said_as}
+            )
         except api.AssistantsError as error:
             busy = thread_id is not None and await is_busy(thread_id)
             raise Refused(busy_unseen() if busy else str(error)) from error
@@ -129,7 +133,7 @@ async def send_admitted(
         user, conversation, profile, started.thread_id, text, started.run_id, uploaded, usage_id
     )
     names = {file_id: file.name for file_id, file in uploaded.items()}
-    launch(conversation, assistant_id, started, names)
+    launch(conversation, assistant_id, started, names, asked=(said_as, text))
     view = message_view(message, conversation.pk, names)
     view.actions = True
     return Sent(conversation, started.run_id, view)
@@ -295,8 +299,11 @@ async def edit_counted(
     removed = [message_id, *(m["id"] for m in later)]
     for old_id in removed:
         await usable(api.delete_message(conversation.thread_id, old_id))
-    await sync_to_async(search.forget)(conversation.pk, removed)
-    sent = await restart(conversation, assistant_id, usage_id)
+    # The person's messages among them are kept under the names the chat gave them.
+    await sync_to_async(search.forget)(
+        conversation.pk, removed + search.keys_of([original, *later])
+    )
+    sent = await restart(conversation, assistant_id, usage_id, asked=(str(added["id"]), text))
     names = dict(
         await sync_to_async(lambda: list(conversation.uploads.values_list("file_id", "name")))()
     )
@@ -332,14 +339,21 @@ async def counted(user: User, upload_bytes: int = 0) -> AsyncIterator[int]:
         raise
 
 
-async def restart(conversation: Conversation, assistant_id: str, usage_id: int) -> Sent:
+async def restart(
+    conversation: Conversation,
+    assistant_id: str,
+    usage_id: int,
+    asked: tuple[str, str] | None = None,
+) -> Sent:
+    """Answer the thread again as it is (after `asked`, the person's message just added: its
+    id and text)."""
     try:
         started = await api.start_run(conversation.thread_id, assistant_id)
     except api.AssistantsError as error:
         busy = await is_busy(conversation.thread_id)
         raise Refused(busy_unseen() if busy else str(error)) from error
     await sync_to_async(started_again)(conversation, started.run_id, usage_id)
-    launch(conversation, assistant_id, started, {})
+    launch(conversation, assistant_id, started, {}, asked=asked)
     return Sent(conversation, started.run_id, None)
 
 
@@ -350,7 +364,11 @@ def started_again(conversation: Conversation, run_id: str, usage_id: int) -> Non
 
 
 def launch(
-    conversation: Conversation, assistant_id: str, started: api.Started, uploads: dict[str, str]
+    conversation: Conversation,
+    assistant_id: str,
+    started: api.Started,
+    uploads: dict[str, str],
+    asked: tuple[str, str] | None = None,
 ) -> None:
     relay.open_log(started.run_id, conversation.pk)
     relay.start(
@@ -361,6 +379,7 @@ def launch(
             run_id=started.run_id,
             events=started.events,
             uploads=uploads,
+            asked=asked,
         )
     )
 

@@ -8,6 +8,7 @@ per search; the index answers in one query, joined to the conversations, on the 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from django.db import connection
@@ -17,6 +18,8 @@ from django.db.models.expressions import RawSQL
 from chat.models import Conversation, SaidText
 
 WORD = re.compile(r"\w+")
+# Where a person's message carries its name in the search index (`new_key`).
+METADATA_KEY = "threadline_said"
 MAX_TERMS = 8
 # Citation markers (【0:1†file.pdf】) are the model's bookkeeping, not words it said.
 MARKER = re.compile(r"【[^】]*】")
@@ -62,6 +65,23 @@ def plain(message: dict[str, Any]) -> str:
         if part.get("type") == "text"
     ]
     return MARKER.sub(" ", "\n\n".join(texts)).strip()
+
+
+def new_key() -> str:
+    """A name for a person's message that the chat sends in the request starting its run: the
+    API does not say that message's id, so the chat names it in the message's metadata and
+    keeps its words under that name. An edit that removes the message finds them by it."""
+    return "said_" + secrets.token_hex(12)
+
+
+def person_said(key: str, text: str) -> dict[str, Any]:
+    """The person's message as `remember` takes it, under its id or `new_key()`'s name."""
+    return {"id": key, "role": "user", "content": [{"type": "text", "text": {"value": text}}]}
+
+
+def keys_of(messages: list[dict[str, Any]]) -> list[str]:
+    """The names the chat gave these messages, where it gave them one."""
+    return [str(key) for m in messages if (key := (m.get("metadata") or {}).get(METADATA_KEY))]
 
 
 def remember(conversation_id: int, messages: list[dict[str, Any]]) -> None:

@@ -39,6 +39,8 @@ TERMINAL = {
     "thread.run.expired",
     "thread.run.incomplete",
 }
+# The events that carry a message of the run as it ended: what search keeps of it.
+WRITTEN = {"thread.message.completed", "thread.message.incomplete"}
 # A streaming answer's events go at most this often: each event costs the same work (the log, the
 # channel layer, a write per browser) whether it carries one token or five, and a model sends a
 # token every 20-50 ms. Well under what a reader notices, and half the 100 ms between two pieces
@@ -63,6 +65,9 @@ class RunStart:
     run_id: str
     events: AsyncIterator[api.RunEvent] | None
     uploads: dict[str, str] = field(default_factory=dict)  # file id -> name, of this message
+    # The person's message the run answers, if it was just sent: its id, or the name the chat
+    # gave it (chat.search.new_key), and its text.
+    asked: tuple[str, str] | None = None
     # A relay taking over the run's calls from a dead process (chat.tools.recovery): no stream
     # yet, the run read from the API, and the lease it took.
     taken_over: bool = False
@@ -113,6 +118,8 @@ class Relay:
         # Holds the run's function calls while they are answered (chat.tools.rounds).
         self.token = run.token or rounds.relay_token()
         self.handed_over = False  # another process's relay took the run's calls over
+        # The messages the run wrote, as their last events (or the API) gave them.
+        self.written: dict[str, dict[str, Any]] = {}
 
     async def run(self) -> None:
         # The first event is a snapshot (of nothing yet): a browser that connects without a
@@ -176,6 +183,8 @@ class Relay:
             async for event in events:
                 await self.prepare(event)
                 self.outbox.extend(self.view.apply(event.name, event.data))
+                if event.name in WRITTEN:
+                    self.written[event.data["id"]] = event.data
                 if event.name in TERMINAL:
                     self.terminal = True
                     self.final_run = event.data  # its usage counts against the person's limits
@@ -271,6 +280,7 @@ class Relay:
                     return None
                 await asyncio.sleep(RECOVER_POLL_SECONDS)
             messages = await api.run_messages(thread_id, self.run_id)
+            self.written.update((m["id"], m) for m in messages)
             await self.learn_names(messages)
             self.view.finish(messages)
             if self.view.notice is None:
@@ -290,6 +300,7 @@ class Relay:
         try:
             steps = await api.run_steps(thread_id, self.run_id)
             messages = await api.run_messages(thread_id, self.run_id)
+            self.written.update((m["id"], m) for m in messages)
             await self.learn_names(messages)
             self.view.rebuild(steps, messages)
         except api.AssistantsError as error:
@@ -393,14 +404,22 @@ class Relay:
         return [{"role": m["role"], "content": search.plain(m)} for m in reversed(recent[:4])]
 
     async def remember_said(self) -> list[dict[str, Any]]:
-        """Keep the text of the thread's newest messages for search; they are returned."""
+        """Keep the text of the person's message and of the run's for search; they are
+        returned, newest first. The run's events said it all: no request to the API for it."""
+        said = list(self.written.values())
+        if self.run_start.asked is not None:
+            said.insert(0, search.person_said(*self.run_start.asked))
         try:
-            recent = await api.recent_messages(self.run_start.thread_id)
-            await sync_to_async(search.remember)(self.view.conversation_id, recent)
+            if self.run_start.taken_over:
+                # The relay that started the run died with its process before keeping what it
+                # had seen: the thread's newest messages, from the API.
+                recent = await api.recent_messages(self.run_start.thread_id)
+                said = list(reversed(recent))
+            await sync_to_async(search.remember)(self.view.conversation_id, said)
         except Exception:
             log.exception("Run %s: keeping its text for search failed", self.run_id)
             return []
-        return recent
+        return list(reversed(said))
 
     async def check_uploads(self) -> None:
         """Say which of this message's files could not be read (say, an encrypted PDF)."""

@@ -4,8 +4,11 @@ too, on a server whose database is PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 
+import httpx2
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
@@ -14,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from chat.access import conversations_of
 from chat.models import Conversation, SaidText
 from chat.search import forget, remember
-from tests.chat.conftest import ChatClient, Scripted
+from tests.chat.conftest import ChatClient, Scripted, events_url
 from tests.chat.test_threads import converse, thread_titles
-from tests.fake_model import Reply
+from tests.fake_model import Fail, Reply
 
 
 def searched(owner: ChatClient, query: str) -> list[str]:
@@ -71,3 +74,91 @@ def test_search_is_one_query_and_forgets_removed_messages() -> None:
     assert list(conversations_of(owner, "a.pdf")) == []  # citation markers are not words said
     forget(pay.pk, ["msg_2"])
     assert list(conversations_of(owner, "month")) == []
+
+
+# --- What an edit or a regenerate removes is no longer found -------------------------------------
+
+
+def edit_ids(page: str) -> list[str]:
+    """The ids the page's Edit forms name: the person's messages, oldest first."""
+    return re.findall(r'action="/c/\d+/edit".*?name="message" value="([^"]+)"', page, re.S)
+
+
+def regenerate_id(page: str) -> str:
+    found = re.search(r'class="regenerate".*?name="message" value="([^"]+)"', page, re.S)
+    assert found is not None, "the newest answer can be regenerated"
+    return found.group(1)
+
+
+def follow(owner: ChatClient, response: httpx2.Response, conversation_id: int) -> None:
+    """Read the new answer of an edit or a regenerate to its end."""
+    assert response.status_code == 200, response.text
+    url = events_url(response.text) or events_url(owner.get(f"/c/{conversation_id}/").text)
+    if url is not None:
+        owner.events(url)
+
+
+def found_soon(owner: ChatClient, query: str, expected: list[str]) -> list[str]:
+    """What a search finds once it finds `expected`, or after 10 s: a page may show an answer
+    (from the API) a moment before its relay has kept its words, as it does at its end."""
+    deadline = time.monotonic() + 10
+    while (found := searched(owner, query)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+@pytest.mark.parametrize("before", ["answered", "failed", "regenerated"])
+def test_an_edit_forgets_the_words_of_the_messages_it_removes(
+    owner: ChatClient, scripted: Scripted, before: str
+) -> None:
+    """The person's words are kept under the name their message carries (a run's own request
+    added it), the answer's under its id: an edit finds both, whatever happened between."""
+    asked, answered, again, edited, reply = (
+        f"{name}{uuid.uuid4().hex[:8]}" for name in ("ibex", "eland", "kudu", "oryx", "addax")
+    )
+    first_answer = Fail(400, "The model refused.") if before == "failed" else Reply(f"{answered}.")
+    regenerated = [Reply(f"{again}.")] if before == "regenerated" else []
+    scripted.script(Reply("Hello."), first_answer, *regenerated, Reply(f"{reply}."))
+    title = f"A first message, {before}"
+    conversation = converse(owner, scripted, title)
+    converse(owner, scripted, f"And what of the {asked}?", conversation_id=conversation)
+    assert searched(owner, asked) == [title]
+    if before == "regenerated":
+        page = owner.get(f"/c/{conversation}/").text
+        again_response = owner.post(
+            f"/c/{conversation}/regenerate", {"message": regenerate_id(page)}
+        )
+        follow(owner, again_response, conversation)
+        assert found_soon(owner, again, [title]) == [title]
+        assert searched(owner, answered) == []  # the regenerated answer's words are gone
+    if before == "answered":
+        assert searched(owner, answered) == [title]
+
+    page = owner.get(f"/c/{conversation}/").text
+    second = edit_ids(page)[1]
+    assert not second.startswith("sent-"), "the reloaded page knows the message's own id"
+    edit = owner.post(f"/c/{conversation}/edit", {"message": second, "text": f"Now {edited}."})
+    assert edit.headers.get("HX-Redirect"), edit.text
+    follow(owner, edit, conversation)
+    assert searched(owner, asked) == []
+    assert searched(owner, answered) == []
+    assert searched(owner, again) == []
+    assert found_soon(owner, edited, [title]) == [title]
+    assert found_soon(owner, reply, [title]) == [title]
+
+
+def test_an_edit_of_a_message_the_page_has_just_sent_forgets_its_words(
+    owner: ChatClient, scripted: Scripted
+) -> None:
+    asked, edited = (f"{name}{uuid.uuid4().hex[:8]}" for name in ("gnu", "dikdik"))
+    scripted.script(Reply("Hello."), Reply("Answer."), Reply("Edited answer."))
+    conversation = converse(owner, scripted, "Another first message")
+    sent = owner.send(f"What of the {asked}?", conversation_id=conversation)
+    assert sent.events_url is not None
+    owner.events(sent.events_url)
+    just_sent = edit_ids(sent.response.text)[0]
+    assert just_sent.startswith("sent-"), "the page shows the message before it knows its id"
+    edit = owner.post(f"/c/{conversation}/edit", {"message": just_sent, "text": f"{edited}?"})
+    follow(owner, edit, conversation)
+    assert searched(owner, asked) == []
+    assert found_soon(owner, edited, ["Another first message"]) == ["Another first message"]
