@@ -352,6 +352,16 @@ def merge(phases: list[Phase]) -> Phase:
 # --- Setup ----------------------------------------------------------------------------------------
 
 
+def start_chat_apart(engine: ThreadlineServer, model_server: FakeModelServer) -> ThreadlineServer:
+    """The chat in a process of its own, reaching the engine's over HTTP (same database), as
+    `make run` splits on two cores."""
+    chat_env = {**model_env(model_server), "THREADLINE_ASSISTANTS_URL": engine.api_url}
+    chat_server = ThreadlineServer(env=chat_env, data_dir=engine.data_dir)
+    chat_server.log_path = engine.data_dir / "chat-server.log"
+    chat_server.migrated = True
+    return chat_server.start()
+
+
 def prepare(server: ThreadlineServer, models: list[str]) -> dict[str, int]:
     server.migrate()
     server.manage("collectstatic", "--noinput", "-v0")
@@ -585,14 +595,7 @@ async def measure(args: argparse.Namespace) -> None:
     fast, slow = f"tokens-{TOKENS_FAST}", "paced"
     profiles = prepare(server, [fast, slow])
     server.start()
-    servers = [server]
-    if args.split:
-        # The chat in a process of its own, reaching the engine's over HTTP (same database).
-        chat_env = {**model_env(model_server), "THREADLINE_ASSISTANTS_URL": server.api_url}
-        chat_server = ThreadlineServer(env=chat_env, data_dir=server.data_dir)
-        chat_server.log_path = server.data_dir / "chat-server.log"
-        chat_server.migrated = True
-        servers.append(chat_server.start())
+    servers = [server, start_chat_apart(server, model_server)] if args.split else [server]
     engine = Engine(server)
     browser = Browser(servers[-1])
     rows: list[list[str]] = []

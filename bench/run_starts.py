@@ -41,6 +41,7 @@ from bench.chat_stream import (  # noqa: E402
     paced,
     prepare,
     read_run_stream,
+    start_chat_apart,
 )
 from bench.report import percentile, table  # noqa: E402
 from tests.fake_model import FakeModelProcess  # noqa: E402
@@ -144,15 +145,7 @@ async def measure(args: argparse.Namespace) -> None:
     server = ThreadlineServer(env=model_env(model_server))
     profiles = prepare(server, [model])
     server.start()
-    servers = [server]
-    if args.split:
-        # As `make run` splits on two cores: the chat in a process of its own, reaching the
-        # engine's over HTTP (same database).
-        chat_env = {**model_env(model_server), "THREADLINE_ASSISTANTS_URL": server.api_url}
-        chat_server = ThreadlineServer(env=chat_env, data_dir=server.data_dir)
-        chat_server.log_path = server.data_dir / "chat-server.log"
-        chat_server.migrated = True
-        servers.append(chat_server.start())
+    servers = [server, start_chat_apart(server, model_server)] if args.split else [server]
     engine, browser = Engine(server), Browser(servers[-1])
     # With --split, a chat burst is profiled in the chat's process.
     profilers = {

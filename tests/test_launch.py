@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -96,10 +97,18 @@ def site(model: FakeModelServer) -> Iterator[ThreadlineServer]:
     yield server
 
 
-def launch(
-    server: ThreadlineServer, processes: str, extra: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    env = {**server.env, "HOST": "127.0.0.1", "THREADLINE_PROCESSES": processes, **(extra or {})}
+@contextlib.contextmanager
+def launched(
+    server: ThreadlineServer, processes: int, extra: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
+    """`make run`'s launcher serving the site, and its server processes once all have started;
+    whatever is left of them is killed afterwards."""
+    env = {
+        **server.env,
+        "HOST": "127.0.0.1",
+        "THREADLINE_PROCESSES": str(processes),
+        **(extra or {}),
+    }
     env.pop("THREADLINE_ASSISTANTS_URL", None)
     with server.log_path.open("ab") as log:
         launcher = subprocess.Popen(
@@ -109,8 +118,33 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    wait_for_port(server.port, launcher)
-    return launcher
+    pids: list[int] = []
+    try:
+        wait_for_port(server.port, launcher)  # the launcher's own socket: before its children
+        deadline = time.monotonic() + 10
+        while len(pids := children(launcher)) < processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield launcher, pids
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def launch_once(server: ThreadlineServer, **env: str) -> subprocess.CompletedProcess[str]:
+    """The launcher run to its end (for settings it refuses)."""
+    return subprocess.run(
+        [sys.executable, "-m", "config.launch"],
+        cwd=ROOT,
+        env={**server.env, "HOST": "127.0.0.1", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def children(launcher: subprocess.Popen[bytes]) -> list[int]:
@@ -161,10 +195,7 @@ def ended_within(launcher: subprocess.Popen[bytes], seconds: float) -> int:
 def test_two_processes_the_chat_answers_through_the_engine_of_its_own(
     site: ThreadlineServer, model: FakeModelServer
 ) -> None:
-    launcher = launch(site, "2")
-    pids: list[int] = []
-    try:
-        pids = children(launcher)
+    with launched(site, 2) as (launcher, pids):
         assert len(pids) == 2
         by_role = {role(pid): pid for pid in pids}
         assert set(by_role) == {"chat", "engine"}
@@ -192,22 +223,15 @@ def test_two_processes_the_chat_answers_through_the_engine_of_its_own(
         launcher.send_signal(signal.SIGTERM)
         assert ended_within(launcher, 15) == 0
         assert not any(alive(pid) for pid in pids)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_with_redis_chat_processes_share_the_port_and_each_answer_arrives(
     site: ThreadlineServer, model: FakeModelServer
 ) -> None:
     redis = RedisServer().start()
-    launcher = launch(site, "3", {"REDIS_URL": redis.url})
-    pids: list[int] = []
-    try:
-        pids = children(launcher)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(redis.stop)
+        launcher, pids = cleanup.enter_context(launched(site, 3, {"REDIS_URL": redis.url}))
         chats = [pid for pid in pids if role(pid) == "chat"]
         assert len(pids) == 3 and len(chats) == 2
         assert all(listening_ports(pid) == {site.port} for pid in chats)
@@ -233,83 +257,36 @@ def test_with_redis_chat_processes_share_the_port_and_each_answer_arrives(
             person.close()
         launcher.send_signal(signal.SIGTERM)
         assert ended_within(launcher, 15) == 0
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        redis.stop()
 
 
 def test_a_process_that_dies_takes_the_others_with_it(site: ThreadlineServer) -> None:
-    launcher = launch(site, "2")
-    pids = children(launcher)
-    try:
+    with launched(site, 2) as (launcher, pids):
         engine = next(pid for pid in pids if role(pid) == "engine")
         os.kill(engine, signal.SIGKILL)
         assert ended_within(launcher, 15) != 0
         assert not any(alive(pid) for pid in pids)
         assert "A server process ended" in site.log()
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_one_process_serves_everything(site: ThreadlineServer) -> None:
-    launcher = launch(site, "1")
-    try:
-        pids = children(launcher)
+    with launched(site, 1) as (launcher, pids):
         assert len(pids) == 1
         assert "THREADLINE_ASSISTANTS_URL" not in environ(pids[0])
         launcher.send_signal(signal.SIGINT)  # Ctrl-C
         assert ended_within(launcher, 15) == 0
-        time.sleep(0.1)
         assert not alive(pids[0])
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
 
 
 def test_a_bad_value_starts_nothing_and_says_why(site: ThreadlineServer) -> None:
-    env = {**site.env, "HOST": "127.0.0.1", "THREADLINE_PROCESSES": "3"}
-    env.pop("REDIS_URL", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "config.launch"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = launch_once(site, THREADLINE_PROCESSES="3", REDIS_URL="")
     assert result.returncode == 2
     assert "set REDIS_URL" in result.stderr
     assert "serving" not in result.stdout
 
 
 def test_a_port_in_use_is_said_plainly(site: ThreadlineServer) -> None:
-    taken = socket.create_server(("127.0.0.1", 0))
-    try:
-        env = {
-            **site.env,
-            "HOST": "127.0.0.1",
-            "PORT": str(taken.getsockname()[1]),
-            "THREADLINE_PROCESSES": "2",
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "config.launch"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    finally:
-        taken.close()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = launch_once(site, PORT=port, THREADLINE_PROCESSES="2")
     assert result.returncode == 2
     assert "Cannot listen on 127.0.0.1" in result.stderr
