@@ -183,7 +183,7 @@ class Relay:
             async for event in events:
                 await self.prepare(event)
                 self.outbox.extend(self.view.apply(event.name, event.data))
-                if event.name in WRITTEN:
+                if event.name in WRITTEN and event.data.get("id"):
                     self.written[event.data["id"]] = event.data
                 if event.name in TERMINAL:
                     self.terminal = True
