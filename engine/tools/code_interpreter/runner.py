@@ -75,7 +75,11 @@ class Output:
     def __init__(self, channel: Channel, cap: int) -> None:
         self.channel = channel
         self.cap = cap
-        self.marker = b"\0threadline-end-" + secrets.token_hex(8).encode() + b"\0"
+        # Written through the pipe itself at each execution's start and end: what the pipe
+        # held before the start marker (a forked copy's last words, still unread) is dropped.
+        token = secrets.token_hex(8).encode()
+        self.start_marker = b"\0threadline-" + token + b"-start\0"
+        self.marker = b"\0threadline-" + token + b"-end--\0"
         read, write = os.pipe()
         os.dup2(write, 1)
         os.dup2(write, 2)
@@ -87,13 +91,16 @@ class Output:
         # Output that comes between executions (a forked copy, a thread still printing) belongs
         # to none of them: it is dropped rather than shown in the next one's log.
         self.active = False
+        self.started = threading.Event()
         self.ended = threading.Event()
         threading.Thread(target=self.pump, name="output", daemon=True).start()
 
     def start(self) -> None:
         self.sent = self.dropped = 0
         self.ended.clear()
-        self.active = True
+        self.started.clear()
+        os.write(self.write, self.start_marker)
+        self.started.wait()
 
     def end(self) -> int:
         """Wait until everything written so far is forwarded; the number of bytes dropped."""
@@ -112,19 +119,24 @@ class Output:
             if not chunk:
                 return
             pending += chunk
-            at = pending.find(self.marker)
-            if at >= 0:
+            while (found := self.first_marker(pending)) is not None:
+                at, marker = found
                 self.forward(decoder.decode(pending[:at], final=True))
-                pending = pending[at + len(self.marker) :]
-                self.active = False
-                self.ended.set()
-                continue
+                pending = pending[at + len(marker) :]
+                self.active = marker == self.start_marker
+                (self.started if self.active else self.ended).set()
             # Hold back only a tail that may begin a marker split across two reads.
             start = pending.rfind(b"\0", max(0, len(pending) - len(self.marker)))
-            if start < 0 or not self.marker.startswith(pending[start:]):
+            tail = pending[start:]
+            if start < 0 or not any(m.startswith(tail) for m in (self.marker, self.start_marker)):
                 start = len(pending)
             text, pending = pending[:start], pending[start:]
             self.forward(decoder.decode(text))
+
+    def first_marker(self, pending: bytes) -> tuple[int, bytes] | None:
+        """Where the first start or end marker in `pending` is, and which one."""
+        found = [(at, m) for m in (self.start_marker, self.marker) if (at := pending.find(m)) >= 0]
+        return min(found) if found else None
 
     def forward(self, text: str) -> None:
         if not text or not self.active:
