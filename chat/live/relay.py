@@ -406,15 +406,15 @@ class Relay:
     async def remember_said(self) -> list[dict[str, Any]]:
         """Keep the text of the person's message and of the run's for search; they are
         returned, newest first. The run's events said it all: no request to the API for it."""
-        said = list(self.written.values())
-        if self.run_start.asked is not None:
-            said.insert(0, search.person_said(*self.run_start.asked))
         try:
             if self.run_start.taken_over:
                 # The relay that started the run died with its process before keeping what it
                 # had seen: the thread's newest messages, from the API.
-                recent = await api.recent_messages(self.run_start.thread_id)
-                said = list(reversed(recent))
+                said = list(reversed(await api.recent_messages(self.run_start.thread_id)))
+            else:
+                said = list(self.written.values())
+                if self.run_start.asked is not None:
+                    said.insert(0, search.person_said(*self.run_start.asked))
             await sync_to_async(search.remember)(self.view.conversation_id, said)
         except Exception:
             log.exception("Run %s: keeping its text for search failed", self.run_id)
