@@ -544,7 +544,8 @@ def test_cancel_mid_stream_ends_the_message_incomplete_in_the_stream(
     client: openai.OpenAI, model_server: FakeModelServer
 ) -> None:
     model = unique_model()
-    model_server.script(model, [Reply("word " * 200, chunk_delay=0.02)])
+    # A minute of words: under CI's load the cancel lands long before the answer could end.
+    model_server.script(model, [Reply("word " * 3000, chunk_delay=0.02)])
     assistant = client.beta.assistants.create(model=model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "talk"}])
     events = []
