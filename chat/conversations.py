@@ -25,12 +25,12 @@ from chat import remote_assistant, search, uploads
 from chat.access import may_use
 from chat.limits import admission
 from chat.live import relay, replay
-from chat.live.answer import RunView
+from chat.live.answer import RunView, images_shown
 from chat.models import AssistantProfile, Conversation, Upload
 from chat.rendering import OWNER_FILES, MessageView, cited_file_ids, message_view
 from chat.titles import plain_title
 from chat.tools import rounds
-from chat.tools.history import attach_calls
+from chat.tools.history import steps_by_message
 from chat.uploads import CheckedFile
 
 log = logging.getLogger(__name__)
@@ -561,20 +561,17 @@ def history(
     missing = cited_file_ids(messages) - set(names)
     if missing:
         names |= api.file_names(missing)
-    views = [message_view(m, conversation.pk, names, file_route) for m in reversed(messages)]
-    attach_calls(conversation, list(reversed(messages)), views, file_route)
-    for index, (message, view) in enumerate(zip(reversed(messages), views, strict=True)):
+    oldest_first = list(reversed(messages))
+    steps = steps_by_message(conversation, oldest_first, file_route)
+    views = []
+    for message in oldest_first:
+        shown = steps.get(message.get("id", ""), [])
         # Figures that the run's code steps show are not shown again in the answer (as live).
-        shown = {
-            url.rsplit("/", 1)[-1]
-            for step in view.steps
-            for call in step.calls
-            for url in call.image_urls
-        }
-        if shown:
-            again = message_view(message, conversation.pk, names, file_route, skip_images=shown)
-            again.steps = view.steps
-            views[index] = again
+        view = message_view(
+            message, conversation.pk, names, file_route, skip_images=images_shown(shown)
+        )
+        view.steps = shown
+        views.append(view)
     if file_route == OWNER_FILES:
         for view in views:
             view.actions = True

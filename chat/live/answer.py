@@ -11,7 +11,7 @@ lengths, so the work stays linear in the answer's length.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +108,13 @@ class Step:
         return [(call.label(self.file_count), call) for call in self.calls]
 
 
+def images_shown(steps: Iterable[Step]) -> set[str]:
+    """The file ids of the images these steps' code showed."""
+    return {
+        url.rsplit("/", 1)[-1] for step in steps for call in step.calls for url in call.image_urls
+    }
+
+
 @dataclass
 class Reply:
     message_id: str
@@ -195,12 +202,7 @@ class RunView:
 
     def shown_images(self) -> set[str]:
         """The images this run's code showed: its steps show them, so its answer need not."""
-        return {
-            url.rsplit("/", 1)[-1]
-            for step in self.steps.values()
-            for call in step.calls
-            for url in call.image_urls
-        }
+        return images_shown(self.steps.values())
 
     # -- template context --
 

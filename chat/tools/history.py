@@ -14,18 +14,17 @@ from typing import Any
 from chat import assistants_api as api
 from chat.live.answer import Call, Step, merge_call
 from chat.models import Conversation
-from chat.rendering import OWNER_FILES, MessageView, dom_id, file_url
+from chat.rendering import OWNER_FILES, dom_id, file_url
 from chat.tools.cards import card_of
 from chat.tools.models import FunctionCall
 
 
-def attach_calls(
+def steps_by_message(
     conversation: Conversation,
     messages: list[dict[str, Any]],
-    views: list[MessageView],
     file_route: str = OWNER_FILES,
-) -> None:
-    """Give each message view (same order as `messages`) the steps with calls before it."""
+) -> dict[str, list[Step]]:
+    """The steps with calls that came before each message, by message id."""
     run_ids = {m["run_id"] for m in messages if m.get("run_id")}
     records = {
         (call.run_id, call.call_id): call
@@ -39,16 +38,15 @@ def attach_calls(
     assistant = conversation.assistant
     if assistant is not None and assistant.code_interpreter:
         runs |= {m["run_id"] for m in messages if m.get("run_id") and m["role"] == "assistant"}
-    if not runs:
-        return
-    view_of = {m["id"]: view for m, view in zip(messages, views, strict=True)}
+    shown_ids = {m["id"] for m in messages if m.get("id")}
+    found: dict[str, list[Step]] = {}
 
     def files(file_id: str) -> str:
         return file_url(conversation.pk, file_id, route=file_route)
 
     for run_id in sorted(runs):
         pending: list[Step] = []
-        last: MessageView | None = None
+        last: str | None = None
         for step in api.function_steps(conversation.thread_id, run_id):
             details = step.get("step_details") or {}
             if details.get("type") == "tool_calls":
@@ -56,12 +54,13 @@ def attach_calls(
                 if shown.calls:
                     pending.append(shown)
             elif details.get("type") == "message_creation":
-                view = view_of.get((details.get("message_creation") or {}).get("message_id"))
-                if view is not None:
-                    view.steps.extend(pending)
-                    pending, last = [], view
+                message_id = str((details.get("message_creation") or {}).get("message_id"))
+                if message_id in shown_ids:
+                    found.setdefault(message_id, []).extend(pending)
+                    pending, last = [], message_id
         if pending and last is not None:
-            last.steps.extend(pending)
+            found[last].extend(pending)
+    return found
 
 
 def step_of(
