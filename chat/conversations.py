@@ -557,6 +557,7 @@ def history(
         raise
     active = conversation.active_run_id
     messages = [m for m in page.messages if not (active and m.get("run_id") == active)]
+    search.remember_shown(conversation.pk, messages)
     names = dict(conversation.uploads.values_list("file_id", "name"))
     missing = cited_file_ids(messages) - set(names)
     if missing:

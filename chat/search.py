@@ -94,5 +94,17 @@ def remember(conversation_id: int, messages: list[dict[str, Any]]) -> None:
     SaidText.objects.bulk_create(rows, ignore_conflicts=True)
 
 
+def remember_shown(conversation_id: int, messages: list[dict[str, Any]]) -> None:
+    """Keep the words of messages a page shows from the API, under the names their relay keeps
+    them by: a relay that died with its process kept none. One query; kept rows stay."""
+    remember(
+        conversation_id,
+        [
+            {**m, "id": key} if (key := (m.get("metadata") or {}).get(METADATA_KEY)) else m
+            for m in messages
+        ],
+    )
+
+
 def forget(conversation_id: int, message_ids: list[str]) -> None:
     SaidText.objects.filter(conversation_id=conversation_id, message_id__in=message_ids).delete()

@@ -17,9 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from chat.access import conversations_of
 from chat.models import Conversation, SaidText
 from chat.search import forget, remember
-from tests.chat.conftest import ChatClient, Scripted, events_url
+from tests.chat.conftest import ChatClient, ChatServer, Scripted, events_url
 from tests.chat.test_threads import converse, thread_titles
 from tests.fake_model import Fail, Reply
+from tests.servers import shell
 
 
 def searched(owner: ChatClient, query: str) -> list[str]:
@@ -162,3 +163,30 @@ def test_an_edit_of_a_message_the_page_has_just_sent_forgets_its_words(
     follow(owner, edit, conversation)
     assert searched(owner, asked) == []
     assert found_soon(owner, edited, ["Another first message"]) == ["Another first message"]
+
+
+def test_a_page_keeps_the_words_its_answer_relay_did_not(
+    owner: ChatClient, scripted: Scripted, chat_server: ChatServer
+) -> None:
+    """A relay that died with its process kept none of its run's words: the page that shows
+    them from the API keeps them, the person's under the name an edit forgets them by."""
+    asked, answered = (f"{name}{uuid.uuid4().hex[:8]}" for name in ("quokka", "numbat"))
+    scripted.script(Reply("Hello."), Reply(f"The {answered} eats termites."))
+    title = "Animals that smile"
+    conversation = converse(owner, scripted, title)
+    converse(owner, scripted, f"Does the {asked} smile?", conversation_id=conversation)
+    found_soon(owner, answered, [title])
+    rows = (
+        "import json\nfrom chat.models import SaidText\n"
+        f"rows = SaidText.objects.filter(conversation_id={conversation})\n"
+    )
+    kept = rows + "print(json.dumps(sorted(rows.values_list('message_id', flat=True))))"
+    by_relay = shell(chat_server.server, kept)
+    assert sorted(name[:4] for name in by_relay) == ["msg_", "msg_", "said", "said"], by_relay
+    shell(chat_server.server, rows + "rows.delete()\nprint(json.dumps(1))")
+    assert searched(owner, asked) == [] and searched(owner, answered) == []
+
+    owner.get(f"/c/{conversation}/")
+    assert searched(owner, asked) == [title]
+    assert searched(owner, answered) == [title]
+    assert shell(chat_server.server, kept) == by_relay, "kept under the same names, once"
