@@ -95,15 +95,18 @@ def remember(conversation_id: int, messages: list[dict[str, Any]]) -> None:
 
 
 def remember_shown(conversation_id: int, messages: list[dict[str, Any]]) -> None:
-    """Keep the words of messages a page shows from the API, under the names their relay keeps
-    them by: a relay that died with its process kept none. One query; kept rows stay."""
-    remember(
-        conversation_id,
-        [
-            {**m, "id": key} if (key := (m.get("metadata") or {}).get(METADATA_KEY)) else m
-            for m in messages
-        ],
-    )
+    """Keep the words of messages a page shows from the API that are not kept yet, under the
+    names their relay keeps them by: a relay that died with its process kept none. A page view
+    reads (one query) and writes only what is missing."""
+    named = {
+        str((m.get("metadata") or {}).get(METADATA_KEY) or m["id"]): m
+        for m in messages
+        if m.get("id")
+    }
+    kept = SaidText.objects.filter(conversation_id=conversation_id, message_id__in=list(named))
+    missing = set(named) - set(kept.values_list("message_id", flat=True))
+    if missing:
+        remember(conversation_id, [{**named[key], "id": key} for key in missing])
 
 
 def forget(conversation_id: int, message_ids: list[str]) -> None:
