@@ -79,9 +79,15 @@ def person_said(key: str, text: str) -> dict[str, Any]:
     return {"id": key, "role": "user", "content": [{"type": "text", "text": {"value": text}}]}
 
 
+def given_key(message: dict[str, Any]) -> str | None:
+    """The name the chat gave a message (`new_key`), if it gave it one."""
+    key = (message.get("metadata") or {}).get(METADATA_KEY)
+    return str(key) if key else None
+
+
 def keys_of(messages: list[dict[str, Any]]) -> list[str]:
     """The names the chat gave these messages, where it gave them one."""
-    return [str(key) for m in messages if (key := (m.get("metadata") or {}).get(METADATA_KEY))]
+    return [key for m in messages if (key := given_key(m))]
 
 
 def remember(conversation_id: int, messages: list[dict[str, Any]]) -> None:
@@ -98,11 +104,7 @@ def remember_shown(conversation_id: int, messages: list[dict[str, Any]]) -> None
     """Keep the words of messages a page shows from the API that are not kept yet, under the
     names their relay keeps them by: a relay that died with its process kept none. A page view
     reads (one query) and writes only what is missing."""
-    named = {
-        str((m.get("metadata") or {}).get(METADATA_KEY) or m["id"]): m
-        for m in messages
-        if m.get("id")
-    }
+    named = {given_key(m) or str(m["id"]): m for m in messages if m.get("id")}
     kept = SaidText.objects.filter(conversation_id=conversation_id, message_id__in=list(named))
     missing = set(named) - set(kept.values_list("message_id", flat=True))
     if missing:
