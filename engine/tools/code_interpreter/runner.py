@@ -79,7 +79,8 @@ class Output:
         # held before the start marker (a forked copy's last words, still unread) is dropped.
         token = secrets.token_hex(8).encode()
         self.start_marker = b"\0threadline-" + token + b"-start\0"
-        self.marker = b"\0threadline-" + token + b"-end--\0"
+        self.end_marker = b"\0threadline-" + token + b"-end--\0"  # as long as the start's
+        self.markers = (self.start_marker, self.end_marker)
         read, write = os.pipe()
         os.dup2(write, 1)
         os.dup2(write, 2)
@@ -107,7 +108,7 @@ class Output:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        os.write(self.write, self.marker)
+        os.write(self.write, self.end_marker)
         self.ended.wait()
         return self.dropped
 
@@ -126,16 +127,16 @@ class Output:
                 self.active = marker == self.start_marker
                 (self.started if self.active else self.ended).set()
             # Hold back only a tail that may begin a marker split across two reads.
-            start = pending.rfind(b"\0", max(0, len(pending) - len(self.marker)))
+            start = pending.rfind(b"\0", max(0, len(pending) - len(self.end_marker)))
             tail = pending[start:]
-            if start < 0 or not any(m.startswith(tail) for m in (self.marker, self.start_marker)):
+            if start < 0 or not any(m.startswith(tail) for m in self.markers):
                 start = len(pending)
             text, pending = pending[:start], pending[start:]
             self.forward(decoder.decode(text))
 
     def first_marker(self, pending: bytes) -> tuple[int, bytes] | None:
         """Where the first start or end marker in `pending` is, and which one."""
-        found = [(at, m) for m in (self.start_marker, self.marker) if (at := pending.find(m)) >= 0]
+        found = [(at, m) for m in self.markers if (at := pending.find(m)) >= 0]
         return min(found) if found else None
 
     def forward(self, text: str) -> None:
